@@ -1,0 +1,40 @@
+# loopml developer commands. Needs only Python 3.11+ on the machine.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+DEMO_DIR ?= demo-project
+
+.PHONY: demo test bench lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e ".[sklearn]"
+	touch $@
+
+# torch is installed first and pinned to the CPU build, so that the torch
+# extra's range is already satisfied and no CUDA build is pulled in.
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[dev,torch]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/loopml demo --project $(DEMO_DIR)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev
+	$(PIP) install -q -e ".[bench]"
+	$(BIN)/python bench/tracking_vs_mlflow.py $(BENCH_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache build *.egg-info src/*.egg-info
