@@ -61,22 +61,22 @@ def get_registry(settings: Settings | None = None) -> RegistryService:
     return svc
 
 
-def _default_run_id() -> str | None:
-    from loopml.tracking import active_run
-
-    run = active_run()
-    return run.id if run is not None else None
-
-
 def register(model: Any, name: str, *, input_example: Any = None, signature: Signature | None = None,
              run_id: str | None = None, datasets: list[dict[str, Any]] | None = None, description: str | None = None,
              tags: dict[str, Any] | None = None, flavor: str | None = None, settings: Settings | None = None) -> ModelVersion:
     """Register ``model`` as the next version of ``name``; see :meth:`RegistryService.register`.
 
-    ``run_id`` defaults to the active run, if any.
+    Inside ``with loopml.start_run(...)``, ``run_id`` defaults to the active run and
+    ``settings`` to that run's project.
     """
+    from loopml.tracking import active_run
+
+    run = active_run()
+    if run is not None:
+        run_id = run_id or run.id
+        settings = settings or run.service.backend.settings
     return get_registry(settings).register(
-        model, name, input_example=input_example, signature=signature, run_id=run_id or _default_run_id(),
+        model, name, input_example=input_example, signature=signature, run_id=run_id,
         datasets=datasets, description=description, tags=tags, flavor=flavor,
     )
 

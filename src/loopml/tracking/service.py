@@ -218,9 +218,11 @@ class TrackingService:
             self._ensure_active(run_id)
         if step is None:
             k = (run_id, key)
-            step = self._steps.get(k, -1) + 1
-            self._steps[k] = step
-        self.buffer.add(_metric_row(run_id, key, value, step, timestamp))
+            row = _metric_row(run_id, key, value, self._steps.get(k, -1) + 1, timestamp)
+            self._steps[k] = row[4]  # only a valid point uses up a step
+        else:
+            row = _metric_row(run_id, key, value, step, timestamp)
+        self.buffer.add(row)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None) -> None:
         if not isinstance(metrics, Mapping):
@@ -228,14 +230,13 @@ class TrackingService:
         if run_id not in self._active:
             self._ensure_active(run_id)
         ts = now_ms() if timestamp is None else timestamp
-        rows = []
-        for key, value in metrics.items():
-            s = step
-            if s is None:
-                k = (run_id, key)
-                s = self._steps.get(k, -1) + 1
-                self._steps[k] = s
-            rows.append(_metric_row(run_id, key, value, s, ts))
+        rows = [
+            _metric_row(run_id, key, value, self._steps.get((run_id, key), -1) + 1 if step is None else step, ts)
+            for key, value in metrics.items()
+        ]
+        if step is None:  # steps are used up only once every value is valid
+            for r in rows:
+                self._steps[(run_id, r[1])] = r[4]
         self.buffer.extend(rows)
 
     def log_metric_batch(self, run_id: str, key: str, values: Sequence[float], *, steps: Sequence[int] | None = None,
@@ -288,12 +289,16 @@ class TrackingService:
             stored.append(ArtifactInfo(rel, info.sha256, info.size, now_ms()))
         return stored
 
-    def log_text(self, run_id: str, text: str, artifact_file: str) -> ArtifactInfo:
+    def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> ArtifactInfo:
+        """Store ``data`` as the run artifact ``artifact_file``."""
         self._ensure_active(run_id)
         rel = artifact_file.strip("/")
-        info = self.backend.blobs.put_bytes(f"runs/{run_id}/artifacts/{rel}", text.encode())
+        info = self.backend.blobs.put_bytes(f"runs/{run_id}/artifacts/{rel}", data)
         self.repo.add_artifact(run_id, rel, info.sha256, info.size)
         return ArtifactInfo(rel, info.sha256, info.size, now_ms())
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> ArtifactInfo:
+        return self.log_bytes(run_id, text.encode(), artifact_file)
 
     def log_dict(self, run_id: str, data: Any, artifact_file: str) -> ArtifactInfo:
         try:
