@@ -63,6 +63,10 @@ class MetadataStore(Protocol):
         """The dialect's INSERT construct (supports ``on_conflict_do_*``)."""
         ...
 
+    def match_any(self, column: Any, values: list[Any]) -> Any:
+        """A condition ``column IN values`` that stays cheap for thousands of values."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -13,7 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -51,6 +51,27 @@ def _verify(key: str, actual: str, expected: str | None) -> None:
             "restore it from a backup or log it again",
             key=key,
         )
+
+
+def _download(key: str, dest: str | Path, sha256: str | None, fetch: Callable[[str], object]) -> Path:
+    """Fetch into a temporary file beside ``dest``, verify, then rename: a failed
+    or corrupted download leaves ``dest`` as it was."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        fetch(tmp)
+        if sha256 is not None:
+            _verify(key, sha256_file(tmp)[0], sha256)
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return dest
 
 
 class LocalBlobStore:
@@ -107,7 +128,7 @@ class LocalBlobStore:
     def get_bytes(self, key: str, *, sha256: str | None = None) -> bytes:
         try:
             data = self._path(key).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             raise ArtifactNotFoundError(f"artifact {key!r} is missing from the store at {self.root}", key=key) from None
         if sha256 is not None:
             _verify(key, hashlib.sha256(data).hexdigest(), sha256)
@@ -117,18 +138,13 @@ class LocalBlobStore:
         src = self._path(key)
         if not src.is_file():
             raise ArtifactNotFoundError(f"artifact {key!r} is missing from the store at {self.root}", key=key)
-        dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
-        if sha256 is not None:
-            _verify(key, sha256_file(dest)[0], sha256)
-        return dest
+        return _download(key, dest, sha256, lambda tmp: shutil.copyfile(src, tmp))
 
     @contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
         try:
             f = self._path(key).open("rb")
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             raise ArtifactNotFoundError(f"artifact {key!r} is missing from the store at {self.root}", key=key) from None
         with f:
             yield f
@@ -147,7 +163,7 @@ class LocalBlobStore:
         if not base.exists():
             return
         for p in sorted(base.rglob("*")):
-            if p.is_file() and not p.name.endswith(".tmp"):
+            if p.is_file() and not (p.name.startswith(".") and p.name.endswith(".tmp")):  # skip in-flight writes
                 yield p.relative_to(self._root).as_posix()
 
 
@@ -202,22 +218,26 @@ class S3BlobStore:
         return bytes(data)
 
     def get_file(self, key: str, dest: str | Path, *, sha256: str | None = None) -> Path:
-        dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with self._errors(key):
-            self._fs.get_file(self._path(key), str(dest))
-        if sha256 is not None:
-            _verify(key, sha256_file(dest)[0], sha256)
-        return dest
+        path = self._path(key)
+
+        def fetch(tmp: str) -> None:
+            with self._errors(key):
+                self._fs.get_file(path, tmp)
+
+        return _download(key, dest, sha256, fetch)
 
     @contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
-        with self._errors(key), self._fs.open(self._path(key), "rb") as f:
+        with self._errors(key):
+            if not self._fs.isfile(self._path(key)):  # s3fs would open a "folder" prefix as an empty file
+                raise FileNotFoundError(key)
+            f = self._fs.open(self._path(key), "rb")
+        with f:  # outside _errors: the caller's own exceptions pass through unchanged
             yield f
 
     def exists(self, key: str) -> bool:
         with self._errors(key):
-            return bool(self._fs.exists(self._path(key)))
+            return bool(self._fs.isfile(self._path(key)))  # a key, not a "folder" prefix
 
     def delete(self, key: str) -> None:
         try:

@@ -9,6 +9,7 @@ version of loopml knows: an up-to-date store opens with one small query.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -185,6 +186,18 @@ class SqlMetadataStore:
         else:
             from sqlalchemy.dialects.postgresql import insert
         return insert(table)
+
+    def match_any(self, column: Any, values: list[Any]) -> Any:
+        """``column IN values`` as one bound parameter (a JSON array on SQLite, an array on
+        PostgreSQL), so long lists neither hit parameter limits nor cost a compile per value."""
+        if len(values) <= 16:
+            return column.in_(values)
+        if self.dialect == "sqlite":
+            each = sa.func.json_each(sa.bindparam(None, json.dumps(values), type_=sa.String)).table_valued("value")
+            return column.in_(sa.select(each.c.value))
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(column.type)))
 
     def close(self) -> None:
         self._engine.dispose()

@@ -123,12 +123,14 @@ class _Parser:
     def error(self, expected: str) -> FilterSyntaxError:
         if self.i < len(self.toks):
             tok = self.toks[self.i]
-            where = f"found {tok.text!r} at position {tok.pos}"
+            pos, where = tok.pos, f"found {tok.text!r} at position {tok.pos}"
         else:
-            where = "found the end of the filter"
+            pos = len(self.text)
+            where = f"found the end of the filter at position {pos}"
         return FilterSyntaxError(
             f"filter {self.text!r}: expected {expected}, {where}. "
-            "Example: metrics.acc > 0.9 and params.model = 'rf'"
+            "Example: metrics.acc > 0.9 and params.model = 'rf'",
+            position=pos,
         )
 
     def peek_word(self) -> str | None:
@@ -203,17 +205,20 @@ class _Parser:
             )
         return col
 
-    def value(self) -> object:
+    def value(self, *, numeric: bool = True) -> object:
         tok = self.take("string")
         if tok is not None:
             return _unquote(tok.text)
         tok = self.take("number")
         if tok is not None:
+            if not numeric:  # params and tags compare as text: keep what was written (1.10 stays "1.10")
+                return tok.text
             return float(tok.text) if any(c in tok.text for c in ".eE") else int(tok.text)
         raise self.error("a number or a quoted string")
 
     def compare(self) -> Compare:
         entity, key = self.field()
+        numeric = entity == "metric" or (entity == "attr" and key in _NUMERIC_ATTRIBUTES)
         if self.take("word", "is"):
             negate = bool(self.take("word", "not"))
             if not self.take("word", "null"):
@@ -223,11 +228,15 @@ class _Parser:
         if self.take("word", "in"):
             if not self.take("punct", "("):
                 raise self.error("'(' after 'in'")
-            values = [self.value()]
+            values = [self.value(numeric=numeric)]
             while self.take("punct", ","):
-                values.append(self.value())
+                values.append(self.value(numeric=numeric))
             if not self.take("punct", ")"):
                 raise self.error("')' closing the 'in' list")
+            if numeric and not all(isinstance(v, int | float) for v in values):
+                raise FilterSyntaxError(
+                    f"filter {self.text!r}: {entity} {key!r} is compared with {tuple(values)!r}; it needs numbers"
+                )
             return Compare(entity, key, "notin" if negate else "in", tuple(values))
         if negate:
             raise self.error("'in' after 'not'")
@@ -240,8 +249,7 @@ class _Parser:
             op = "ilike"
         else:
             raise self.error("a comparison (=, !=, <, <=, >, >=, like, ilike, in, is null)")
-        value = self.value()
-        numeric = entity == "metric" or (entity == "attr" and key in _NUMERIC_ATTRIBUTES)
+        value = self.value(numeric=numeric)
         if numeric and op in ("like", "ilike"):
             raise FilterSyntaxError(f"filter {self.text!r}: {op!r} compares text; {entity} {key!r} is a number")
         if numeric and not isinstance(value, int | float):

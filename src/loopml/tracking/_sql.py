@@ -40,7 +40,40 @@ def _metric_value(value: float | None, special: str | None) -> float:
 
 
 def _decode_param(value: str, kind: str) -> Any:
-    return json.loads(value) if kind == "json" else value
+    return _decode_json_param(value) if kind == "json" else value
+
+
+_JSON_CONSTANTS: dict[str, Any] = {"true": True, "false": False, "null": None}
+
+
+def _decode_json_param(text: str) -> Any:
+    """``json.loads`` with fast paths for the common scalars (ints, floats, true/false/null)."""
+    if text in _JSON_CONSTANTS:
+        return _JSON_CONSTANTS[text]
+    first = text[:1]
+    if first.isdigit() or first == "-":
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+    return json.loads(text)
+
+
+def _like_to_glob(pattern: str) -> str:
+    """A SQLite GLOB pattern matching what ``LIKE pattern`` matches on PostgreSQL (``\\`` escapes)."""
+    out = []
+    chars = iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            ch = next(chars, "\\")
+        elif ch in "%_":
+            out.append("*" if ch == "%" else "?")
+            continue
+        out.append(f"[{ch}]" if ch in "*?[" else ch)
+    return "".join(out)
 
 
 def encode_page_token(offset: int) -> str:
@@ -202,7 +235,17 @@ class SqlTrackingRepository:
             )
 
     def add_dataset(self, run_id: str, ref: DatasetRef) -> None:
+        d = t.run_datasets.c
         with self.store.write() as conn:
+            # the unique constraint treats NULL contexts as distinct, so look first
+            seen = conn.execute(
+                sa.select(d.id).where(
+                    d.run_id == run_id, d.name == ref.name, d.digest == ref.digest,
+                    d.context.is_not_distinct_from(ref.context),
+                )
+            ).first()
+            if seen is not None:
+                return
             ins = self.store.insert(t.run_datasets)
             conn.execute(
                 ins.on_conflict_do_nothing(index_elements=["run_id", "name", "digest", "context"]),
@@ -220,24 +263,38 @@ class SqlTrackingRepository:
         return found[0]
 
     def _load(self, conn: Connection, ids: list[str], *, full: bool) -> list[Run]:
+        """Runs by id, in the order given, with params, tags and latest metrics.
+
+        Bulk-fetches one query per table; ``full`` adds system info, datasets
+        and artifacts (search results leave them out to stay fast).
+        """
         if not ids:
             return []
         r, e = t.runs, t.experiments
+        any_id = self.store.match_any
+        cols = [r.c.id, r.c.experiment_id, e.c.name, r.c.name, r.c.status, r.c.start_time, r.c.end_time,
+                r.c.parent_run_id, r.c.user, r.c.host, r.c.git_commit, r.c.git_dirty]
+        if full:
+            cols.append(r.c.system)
         rows = conn.execute(
-            sa.select(r, e.c.name.label("experiment_name"))
-            .select_from(r.join(e, r.c.experiment_id == e.c.id))
-            .where(r.c.id.in_(ids))
+            sa.select(*cols).select_from(r.join(e, r.c.experiment_id == e.c.id)).where(any_id(r.c.id, ids))
         ).all()
         params: dict[str, dict[str, Any]] = defaultdict(dict)
-        for p in conn.execute(sa.select(t.params.c.run_id, t.params.c.key, t.params.c.value, t.params.c.kind).where(t.params.c.run_id.in_(ids))):
-            params[p.run_id][p.key] = p.value if p.kind == "str" else json.loads(p.value)
+        p = t.params.c
+        for run_id, key, value, kind in conn.execute(
+            sa.select(p.run_id, p.key, p.value, p.kind).where(any_id(p.run_id, ids))
+        ).all():
+            params[run_id][key] = value if kind == "str" else _decode_json_param(value)
         tags: dict[str, dict[str, str]] = defaultdict(dict)
-        for g in conn.execute(sa.select(t.tags.c.run_id, t.tags.c.key, t.tags.c.value).where(t.tags.c.run_id.in_(ids))):
-            tags[g.run_id][g.key] = g.value
+        g = t.tags.c
+        for run_id, key, value in conn.execute(sa.select(g.run_id, g.key, g.value).where(any_id(g.run_id, ids))).all():
+            tags[run_id][key] = value
         lm = t.latest_metrics.c
         metrics: dict[str, dict[str, Metric]] = defaultdict(dict)
-        for m in conn.execute(sa.select(lm.run_id, lm.key, lm.value, lm.special, lm.step, lm.timestamp).where(lm.run_id.in_(ids))):
-            metrics[m.run_id][m.key] = Metric(m.key, m.value if m.special is None else _SPECIAL[m.special], m.step, m.timestamp)
+        for run_id, key, value, special, step, ts in conn.execute(
+            sa.select(lm.run_id, lm.key, lm.value, lm.special, lm.step, lm.timestamp).where(any_id(lm.run_id, ids))
+        ).all():
+            metrics[run_id][key] = Metric(key, value if special is None else _SPECIAL[special], step, ts)
         datasets: dict[str, list[DatasetRef]] = defaultdict(list)
         artifacts: dict[str, list[ArtifactInfo]] = defaultdict(list)
         if full:
@@ -247,17 +304,15 @@ class SqlTrackingRepository:
             a = t.run_artifacts.c
             for ar in conn.execute(sa.select(t.run_artifacts).where(a.run_id.in_(ids)).order_by(a.path)):
                 artifacts[ar.run_id].append(ArtifactInfo(ar.path, ar.sha256, ar.size, ar.created_at))
-        by_id = {
-            row.id: Run(
-                id=row.id, experiment_id=row.experiment_id, experiment=row.experiment_name, name=row.name,
-                status=RunStatus(row.status), start_time=row.start_time, end_time=row.end_time,
-                parent_run_id=row.parent_run_id, user=row.user, host=row.host, git_commit=row.git_commit,
-                git_dirty=row.git_dirty, system=row.system or {}, params=params.get(row.id, {}),
-                tags=tags.get(row.id, {}), metrics=metrics.get(row.id, {}),
-                datasets=datasets.get(row.id, []), artifacts=artifacts.get(row.id, []),
+        empty: dict[str, Any] = {}
+        by_id = {}
+        for row in rows:
+            rid = row[0]
+            by_id[rid] = Run(
+                rid, row[1], row[2], row[3], RunStatus(row[4]), row[5], row[6], row[7], row[8], row[9], row[10],
+                row[11], (row[12] or {}) if full else empty, params.get(rid, {}), tags.get(rid, {}),
+                metrics.get(rid, {}), datasets.get(rid, []), artifacts.get(rid, []),
             )
-            for row in rows
-        }
         return [by_id[i] for i in ids if i in by_id]
 
     def get_artifact(self, run_id: str, path: str) -> ArtifactInfo | None:
@@ -277,8 +332,11 @@ class SqlTrackingRepository:
             return sa.not_(self._condition(node.item))
         return self._compare(node)
 
-    @staticmethod
-    def _op(col: Any, op: str, value: Any) -> Any:
+    def _op(self, col: Any, op: str, value: Any) -> Any:
+        if op == "like" and self.store.dialect == "sqlite":
+            # SQLite's LIKE ignores ASCII case, PostgreSQL's does not; GLOB keeps
+            # ``like`` case-sensitive on both (``ilike`` is the insensitive one)
+            return col.op("GLOB")(_like_to_glob(value))
         match op:
             case "=":
                 return col == value

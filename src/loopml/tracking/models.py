@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "ArtifactInfo",
@@ -37,8 +37,7 @@ class Experiment:
     created_at: int
 
 
-@dataclass(frozen=True)
-class Metric:
+class Metric(NamedTuple):
     """One point of a metric series.
 
     ``flag`` is ``"nan"``, ``"inf"`` or ``"-inf"`` for a non-finite value
@@ -79,9 +78,12 @@ class ArtifactInfo:
     created_at: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Run:
-    """A snapshot of a run as stored: attributes, params, tags and the latest value of each metric."""
+    """A snapshot of a run as stored: attributes, params, tags and the latest value of each metric.
+
+    Search results leave ``system``, ``datasets`` and ``artifacts`` empty; ``get_run`` fills them.
+    """
 
     id: str
     experiment_id: int

@@ -213,15 +213,13 @@ class TrackingService:
             self.repo.set_tags(run_id, items)
 
     def log_metric(self, run_id: str, key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
-        """Buffer one metric point. ``step`` defaults to one past the last step logged for ``key`` here."""
+        """Buffer one metric point. ``step`` defaults to one past the highest step logged for ``key`` here."""
         if run_id not in self._active:
             self._ensure_active(run_id)
-        if step is None:
-            k = (run_id, key)
-            row = _metric_row(run_id, key, value, self._steps.get(k, -1) + 1, timestamp)
-            self._steps[k] = row[4]  # only a valid point uses up a step
-        else:
-            row = _metric_row(run_id, key, value, step, timestamp)
+        k = (run_id, key)
+        last = self._steps.get(k, -1)
+        row = _metric_row(run_id, key, value, last + 1 if step is None else step, timestamp)
+        self._steps[k] = max(last, row[4])  # only a valid point uses up a step
         self.buffer.add(row)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None) -> None:
@@ -234,9 +232,8 @@ class TrackingService:
             _metric_row(run_id, key, value, self._steps.get((run_id, key), -1) + 1 if step is None else step, ts)
             for key, value in metrics.items()
         ]
-        if step is None:  # steps are used up only once every value is valid
-            for r in rows:
-                self._steps[(run_id, r[1])] = r[4]
+        for r in rows:  # steps are used up only once every value is valid
+            self._steps[(run_id, r[1])] = max(self._steps.get((run_id, r[1]), -1), r[4])
         self.buffer.extend(rows)
 
     def log_metric_batch(self, run_id: str, key: str, values: Sequence[float], *, steps: Sequence[int] | None = None,
@@ -254,8 +251,8 @@ class TrackingService:
                         timestamps[i] if timestamps is not None else ts)
             for i, v in enumerate(values)
         ]
-        if steps is None:
-            self._steps[(run_id, key)] = start + len(values) - 1
+        if rows:
+            self._steps[(run_id, key)] = max(start - 1, *(r[4] for r in rows))
         self.buffer.extend(rows)
         self.buffer.flush()
 
