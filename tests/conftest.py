@@ -56,10 +56,11 @@ def service_unavailable(service: str, problem: str) -> NoReturn:
 
 
 def _reset_loopml() -> None:
-    from loopml import storage
+    from loopml import registry, storage
     from loopml.tracking import fluent
 
     fluent.reset()
+    registry.reset()
     storage.reset_backends()
 
 

@@ -104,6 +104,15 @@ class Settings:
         return dataclasses.replace(base, **overrides)
 
 
+_FIELD_TYPES: dict[str, type] = {
+    "metadata_url": str,
+    "artifact_root": str,
+    "s3_endpoint_url": str,
+    "metric_flush_interval": float,
+    "metric_buffer_size": int,
+    "user": str,
+}
+
 _FILE_KEYS = {
     # (toml table, key) -> Settings field
     ("store", "metadata_url"): "metadata_url",
@@ -139,8 +148,17 @@ def _read_file(path: Path) -> dict[str, Any]:
             continue
         for key, value in values.items():
             field = _FILE_KEYS.get((table, key))
-            if field is not None:
-                found[field] = value
+            if field is None:
+                continue
+            want = _FIELD_TYPES[field]
+            ok = isinstance(value, want) and not isinstance(value, bool)
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                ok, value = True, float(value)
+            if not ok:
+                raise ConfigError(
+                    f"{path}: [{table}] {key} = {value!r} must be a {want.__name__}, not {type(value).__name__}"
+                )
+            found[field] = value
     return found
 
 

@@ -112,11 +112,10 @@ def _wrap(cls: type, original: Any) -> Any:
 
         _state.depth = 1
         try:
-            run = tracking.active_run()
-            own = run is None
-            if own:
-                run = tracking.start_run(_options.get("experiment"), name=type(self).__name__,
-                                         settings=_options.get("settings"))
+            active = tracking.active_run()
+            own = active is None
+            run = active if active is not None else tracking.start_run(_options.get("experiment"), name=type(self).__name__,
+                                                                        settings=_options.get("settings"))
             try:
                 result = original(self, *args, **kwargs)
             except BaseException as e:
@@ -168,4 +167,4 @@ def autolog(*, log_models: bool = True, register_as: str | None = None, experime
             if getattr(original, "_loopml_autolog", False):
                 continue
             _patched[cls] = original
-            cls.fit = _wrap(cls, original)  # type: ignore[attr-defined]
+            cls.fit = _wrap(cls, original)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,8 +35,9 @@ class SqlRegistryRepository:
 
     # -- models ----------------------------------------------------------------
 
-    def _model_row(self, conn: Connection, name: str) -> Any:
-        row = conn.execute(sa.select(t.registered_models).where(t.registered_models.c.name == name)).first()
+    def _model_row(self, conn: Connection, name: str, *, for_update: bool = False) -> Any:
+        q = sa.select(t.registered_models).where(t.registered_models.c.name == name)
+        row = conn.execute(q.with_for_update() if for_update else q).first()
         if row is None:
             raise ModelNotFoundError(
                 f"model {name!r} is not registered; see `loopml models list`, or register it with loopml.models.register",
@@ -85,7 +87,7 @@ class SqlRegistryRepository:
             rows = conn.execute(sa.select(t.registered_models).order_by(t.registered_models.c.name)).all()
             return self._models(conn, rows)
 
-    def _models(self, conn: Connection, rows: list[Any]) -> list[RegisteredModel]:
+    def _models(self, conn: Connection, rows: Sequence[Any]) -> list[RegisteredModel]:
         names = [r.name for r in rows]
         tags: dict[str, dict[str, str]] = defaultdict(dict)
         for g in conn.execute(sa.select(t.model_tags).where(t.model_tags.c.name.in_(names))):
@@ -109,7 +111,9 @@ class SqlRegistryRepository:
         for attempt in range(_VERSION_RETRIES):
             try:
                 with self.store.write() as conn:
-                    self._model_row(conn, row["name"])
+                    # lock the model's row: concurrent registrations of one model queue here
+                    # (SQLite's write transactions are serialised already)
+                    self._model_row(conn, row["name"], for_update=True)
                     current = conn.execute(sa.select(sa.func.max(mv.version)).where(mv.name == row["name"])).scalar()
                     version = (current or 0) + 1
                     conn.execute(t.model_versions.insert(), {**row, "version": version})
@@ -124,7 +128,7 @@ class SqlRegistryRepository:
                     raise
         raise AssertionError("unreachable")
 
-    def _versions(self, conn: Connection, rows: list[Any]) -> list[ModelVersion]:
+    def _versions(self, conn: Connection, rows: Sequence[Any]) -> list[ModelVersion]:
         if not rows:
             return []
         name = rows[0].name
@@ -204,7 +208,7 @@ class SqlRegistryRepository:
         """
         a, h, mv = t.model_aliases.c, t.alias_history.c, t.model_versions.c
         with self.store.write() as conn:
-            self._model_row(conn, name)
+            self._model_row(conn, name, for_update=True)
             cur = conn.execute(sa.select(a.version, a.history_id).where(a.name == name, a.alias == alias)).first()
             old_version = cur.version if cur is not None else None
             previous_id = cur.history_id if cur is not None else None
@@ -232,12 +236,14 @@ class SqlRegistryRepository:
                     )
             elif cur is None:
                 raise AliasNotFoundError(f"model {name!r} has no alias {alias!r}", name=name, alias=alias)
-            hist_id = conn.execute(
+            inserted = conn.execute(
                 t.alias_history.insert().values(
                     name=name, alias=alias, version=version, previous_id=previous_id, action=action,
                     changed_at=now_ms(), changed_by=user,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert inserted is not None
+            hist_id = inserted[0]
             if version is None:
                 conn.execute(t.model_aliases.delete().where(a.name == name, a.alias == alias))
             else:

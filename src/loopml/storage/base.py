@@ -14,6 +14,7 @@ Two primitives sit at the ground of loopml:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ class BlobStore(Protocol):
 
     def get_bytes(self, key: str, *, sha256: str | None = None) -> bytes: ...
 
-    def get_file(self, key: str, dest: str | Path, *, sha256: str | None = None) -> Path: ...
+    def get_file(self, key: str, dest: str | os.PathLike[str], *, sha256: str | None = None) -> Path: ...
 
     def open(self, key: str) -> AbstractContextManager[BinaryIO]: ...
 

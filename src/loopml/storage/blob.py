@@ -53,7 +53,7 @@ def _verify(key: str, actual: str, expected: str | None) -> None:
         )
 
 
-def _download(key: str, dest: str | Path, sha256: str | None, fetch: Callable[[str], object]) -> Path:
+def _download(key: str, dest: str | os.PathLike[str], sha256: str | None, fetch: Callable[[str], object]) -> Path:
     """Fetch into a temporary file beside ``dest``, verify, then rename: a failed
     or corrupted download leaves ``dest`` as it was."""
     dest = Path(dest)
@@ -134,7 +134,7 @@ class LocalBlobStore:
             _verify(key, hashlib.sha256(data).hexdigest(), sha256)
         return data
 
-    def get_file(self, key: str, dest: str | Path, *, sha256: str | None = None) -> Path:
+    def get_file(self, key: str, dest: str | os.PathLike[str], *, sha256: str | None = None) -> Path:
         src = self._path(key)
         if not src.is_file():
             raise ArtifactNotFoundError(f"artifact {key!r} is missing from the store at {self.root}", key=key)
@@ -217,7 +217,7 @@ class S3BlobStore:
             _verify(key, hashlib.sha256(data).hexdigest(), sha256)
         return bytes(data)
 
-    def get_file(self, key: str, dest: str | Path, *, sha256: str | None = None) -> Path:
+    def get_file(self, key: str, dest: str | os.PathLike[str], *, sha256: str | None = None) -> Path:
         path = self._path(key)
 
         def fetch(tmp: str) -> None:

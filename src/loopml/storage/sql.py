@@ -34,6 +34,7 @@ HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 _MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _SQLITE_BUSY_TIMEOUT_S = 60.0
+_MIGRATION_LOCK_KEY = 0x6C6F6F706D6C  # "loopml"
 
 
 def _redact(url: str) -> str:
@@ -144,6 +145,9 @@ class SqlMetadataStore:
         cfg.set_main_option("script_location", str(_MIGRATIONS_DIR))
         with self._guard("migrating the schema"):
             with self._write_engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    # serialise concurrent openers; released at commit
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
                 # a concurrent opener may have migrated while we waited for the lock
                 if self._current_revision(conn) == HEAD_REVISION:
                     return
@@ -182,10 +186,12 @@ class SqlMetadataStore:
 
     def insert(self, table: Any) -> Any:
         if self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        return insert(table)
+            from sqlalchemy.dialects import sqlite
+
+            return sqlite.insert(table)
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
 
     def match_any(self, column: Any, values: list[Any]) -> Any:
         """``column IN values`` as one bound parameter (a JSON array on SQLite, an array on

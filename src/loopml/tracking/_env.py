@@ -13,6 +13,7 @@ import platform
 import socket
 import subprocess
 import sys
+import time
 from importlib import metadata
 from typing import Any
 
@@ -32,15 +33,29 @@ def _git(args: list[str], cwd: str) -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
-@functools.lru_cache(maxsize=16)
+_GIT_TTL_S = 5.0
+_git_cache: dict[str, tuple[float, tuple[str | None, bool | None]]] = {}
+
+
 def git_state(cwd: str | None = None) -> tuple[str | None, bool | None]:
-    """(commit sha, dirty flag) of the git work tree at ``cwd``; (None, None) outside git."""
+    """(commit sha, dirty flag) of the git work tree at ``cwd``; (None, None) outside git.
+
+    Remembered for a few seconds per folder: a burst of runs costs one ``git``
+    call, while a long-lived process (a notebook) still sees new commits.
+    """
     cwd = cwd or os.getcwd()
+    now = time.monotonic()
+    hit = _git_cache.get(cwd)
+    if hit is not None and now - hit[0] < _GIT_TTL_S:
+        return hit[1]
     commit = _git(["rev-parse", "HEAD"], cwd)
     if commit is None:
-        return None, None
-    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
-    return commit.strip(), bool(status and status.strip())
+        state: tuple[str | None, bool | None] = (None, None)
+    else:
+        status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
+        state = (commit.strip(), bool(status and status.strip()))
+    _git_cache[cwd] = (now, state)
+    return state
 
 
 @functools.lru_cache(maxsize=1)

@@ -19,6 +19,7 @@ from loopml.errors import (
     InvalidInputError,
     ParamConflictError,
     RunNotFoundError,
+    StoreError,
 )
 from loopml.storage import _schema as t
 from loopml.storage.base import MetadataStore
@@ -152,7 +153,20 @@ class SqlTrackingRepository:
             raise RunNotFoundError(f"run {run_id!r} does not exist", run_id=run_id)
 
     def log_params(self, run_id: str, items: Sequence[tuple[str, str, str]]) -> None:
-        """Insert params; re-logging a key with the same value is a no-op, another value a conflict."""
+        """Insert params; re-logging a key with the same value is a no-op, another value a conflict.
+
+        A concurrent writer inserting the same key first makes our insert fail on the
+        primary key; the second attempt then sees its value and decides as above.
+        """
+        for attempt in (1, 2):
+            try:
+                self._insert_params(run_id, items)
+                return
+            except StoreError as e:
+                if attempt == 2 or not isinstance(e.__cause__, IntegrityError):
+                    raise
+
+    def _insert_params(self, run_id: str, items: Sequence[tuple[str, str, str]]) -> None:
         with self.store.write() as conn:
             existing = {
                 r.key: (r.value, r.kind)
@@ -408,7 +422,7 @@ class SqlTrackingRepository:
                 q = q.outerjoin(alias, sa.and_(alias.c.run_id == r.c.id, alias.c.key == key.key))
                 col = alias.c.value
             order_cols.append((col.desc() if key.descending else col.asc()).nulls_last())
-        order_cols += [r.c.start_time.desc(), r.c.id]
+        order_cols += [r.c.start_time.desc(), r.c.id.asc()]
         q = q.order_by(*order_cols).offset(offset).limit(limit)
         with self.store.read() as conn:
             ids = list(conn.execute(q).scalars())

@@ -164,3 +164,19 @@ def test_project_dir_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_config_template_loads_to_the_defaults(tmp_path: Path) -> None:
     _write_config(tmp_path, CONFIG_TEMPLATE)
     assert load_settings(tmp_path) == Settings.for_dir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("table", "line"),
+    [("tracking", 'metric_buffer_size = "abc"'), ("tracking", "metric_flush_interval = true"), ("store", "metadata_url = 5")],
+)
+def test_wrongly_typed_file_value_is_a_config_error(tmp_path: Path, table: str, line: str) -> None:
+    (tmp_path / "loopml.toml").write_text(f"[{table}]\n{line}\n")
+    key = line.split(" =")[0]
+    with pytest.raises(ConfigError, match=rf"\[{table}\] {key} = .* must be a"):
+        load_settings(tmp_path)
+
+
+def test_integer_flush_interval_in_file_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "loopml.toml").write_text("[tracking]\nmetric_flush_interval = 2\n")
+    assert load_settings(tmp_path).metric_flush_interval == 2.0

@@ -19,7 +19,8 @@ class PythonFlavor:
         return callable(getattr(model, "predict", None))
 
     def dump(self, model: Any) -> bytes:
-        return cloudpickle.dumps(model)
+        data: bytes = cloudpickle.dumps(model)
+        return data
 
     def load(self, data: bytes) -> Any:
         return cloudpickle.loads(data)

@@ -25,6 +25,6 @@ conn = config.attributes.get("connection")
 if conn is not None:
     _run(conn)
 else:  # `alembic` command line, for writing new revisions
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "sqlite:///loopml-migrations.db")
     with engine.begin() as c:
         _run(c)
