@@ -69,6 +69,8 @@ params = Table(
     Column("value", Text, nullable=False),
     # "str" when value is the string itself, "json" when it is a JSON encoding
     Column("kind", String(8), nullable=False),
+    # clustered on the primary key: a run's rows sit together on SQLite
+    sqlite_with_rowid=False,
 )
 
 tags = Table(
@@ -78,6 +80,8 @@ tags = Table(
     Column("key", String(250), primary_key=True),
     Column("value", Text, nullable=False),
     Index("ix_tags_key_value", "key", "value"),
+    # clustered on the primary key: a run's rows sit together on SQLite
+    sqlite_with_rowid=False,
 )
 
 metrics = Table(
@@ -104,6 +108,8 @@ latest_metrics = Table(
     Column("step", BigInteger, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Index("ix_latest_metrics_key_value", "key", "value"),
+    # clustered on the primary key: a run's rows sit together on SQLite
+    sqlite_with_rowid=False,
 )
 
 run_artifacts = Table(

@@ -15,7 +15,7 @@ Two primitives sit at the ground of loopml:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +62,22 @@ class MetadataStore(Protocol):
 
     def insert(self, table: Any) -> Any:
         """The dialect's INSERT construct (supports ``on_conflict_do_*``)."""
+        ...
+
+    def sql(self, text: str) -> str:
+        """``text`` written with ``?`` placeholders, in this driver's placeholder style."""
+        ...
+
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+        """SQL text (``?`` placeholders) and parameters for ``column`` equal to any of ``values``."""
+        ...
+
+    def execute_many(self, conn: Connection, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``text`` (``?`` placeholders) for each tuple in ``rows``, on the driver directly."""
+        ...
+
+    def query(self, conn: Connection, text: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Tuples returned by ``text`` (``?`` placeholders), fetched on the driver directly."""
         ...
 
     def match_any(self, column: Any, values: list[Any]) -> Any:

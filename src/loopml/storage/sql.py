@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ HEAD_REVISION = KNOWN_REVISIONS[-1]
 _MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _SQLITE_BUSY_TIMEOUT_S = 60.0
 _MIGRATION_LOCK_KEY = 0x6C6F6F706D6C  # "loopml"
+_SQLITE_MAX_INLINE_PARAMS = 30_000  # SQLite allows 32,766 bound parameters per statement
 
 
 def _redact(url: str) -> str:
@@ -174,6 +175,7 @@ class SqlMetadataStore:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with self._guard("reading"), self._engine.connect() as conn:
+            conn.begin()  # one snapshot for every query, also those on the driver's cursor
             try:
                 yield conn
             finally:
@@ -192,6 +194,46 @@ class SqlMetadataStore:
         from sqlalchemy.dialects import postgresql
 
         return postgresql.insert(table)
+
+    # -- fast lane for hot paths -------------------------------------------------
+    #
+    # Metric flushes and run loading move thousands of small rows. Passing
+    # tuples straight to the driver skips SQLAlchemy's per-row parameter and
+    # result processing, which costs more than SQLite itself there. SQL for
+    # these calls is written with ``?`` placeholders and works on both backends.
+
+    @property
+    def placeholder(self) -> str:
+        return "?" if self.dialect == "sqlite" else "%s"
+
+    def sql(self, text: str) -> str:
+        """``text`` with ``?`` placeholders turned into this driver's."""
+        return text if self.dialect == "sqlite" else text.replace("?", "%s")
+
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+        """SQL text and parameters for ``column`` equal to any of ``values``."""
+        if self.dialect == "postgresql":
+            return f"{column} = ANY(?)", (list(values),)
+        if len(values) <= _SQLITE_MAX_INLINE_PARAMS:
+            return f"{column} IN ({', '.join('?' * len(values))})", tuple(values)
+        return f"{column} IN (SELECT value FROM json_each(?))", (json.dumps(list(values)),)
+
+    def execute_many(self, conn: Connection, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``text`` (``?`` placeholders) once per row of plain tuples."""
+        if rows:
+            conn.exec_driver_sql(self.sql(text), list(rows))
+
+    def query(self, conn: Connection, text: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows (plain tuples) of ``text`` (``?`` placeholders), read on the driver's cursor
+        inside ``conn``'s transaction."""
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.execute(self.sql(text), tuple(params))
+            return list(cur.fetchall())
+        except self._engine.dialect.loaded_dbapi.Error as e:
+            raise StoreError(f"metadata store {_redact(self.url)} failed while reading: {e}") from e
+        finally:
+            cur.close()
 
     def match_any(self, column: Any, values: list[Any]) -> Any:
         """``column IN values`` as one bound parameter (a JSON array on SQLite, an array on

@@ -65,8 +65,12 @@ class MetricBuffer:
                 return len(self._points)
             return sum(1 for p in self._points if p[0] == run_id)
 
-    def flush(self) -> None:
+    def flush(self, write: Callable[[Sequence[MetricRow]], None] | None = None) -> None:
         """Write every buffered point now.
+
+        Args:
+            write: write the batch with this instead (it may do more in the same
+                transaction, e.g. end a run); called even when the buffer is empty.
 
         Raises:
             StoreError: the write failed; the points stay buffered for a retry.
@@ -74,10 +78,10 @@ class MetricBuffer:
         with self._flush_lock:
             with self._lock:
                 batch, self._points = self._points, []
-            if not batch:
+            if not batch and write is None:
                 return
             try:
-                self._write(batch)
+                (write or self._write)(batch)
             except BaseException:
                 with self._lock:
                     self._points[:0] = batch

@@ -32,6 +32,14 @@ __all__ = ["MetricRow", "SqlTrackingRepository"]
 MetricRow = tuple[str, str, float | None, str | None, int, int]
 
 _SPECIAL = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+_STATUSES = {s.value: s for s in RunStatus}
+
+
+def _json_column(value: Any) -> Any:
+    """A JSON column read on the driver: text on SQLite, already decoded on PostgreSQL."""
+    if value is None:
+        return {}
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _metric_value(value: float | None, special: str | None) -> float:
@@ -167,28 +175,27 @@ class SqlTrackingRepository:
                     raise
 
     def _insert_params(self, run_id: str, items: Sequence[tuple[str, str, str]]) -> None:
-        with self.store.write() as conn:
+        st = self.store
+        with st.write() as conn:
+            keys_sql, keys_param = st.any_of("key", [k for k, _, _ in items])
             existing = {
-                r.key: (r.value, r.kind)
-                for r in conn.execute(
-                    sa.select(t.params.c.key, t.params.c.value, t.params.c.kind).where(
-                        t.params.c.run_id == run_id, t.params.c.key.in_([k for k, _, _ in items])
-                    )
+                key: (value, kind)
+                for key, value, kind in st.query(
+                    conn, "SELECT key, value, kind FROM params WHERE run_id = ? AND " + keys_sql, (run_id, *keys_param)
                 )
             }
             new = []
             for key, value, kind in items:
                 old = existing.get(key)
                 if old is None:
-                    new.append({"run_id": run_id, "key": key, "value": value, "kind": kind})
+                    new.append((run_id, key, value, kind))
                 elif old != (value, kind):
                     raise ParamConflictError(
                         f"param {key!r} of run {run_id} is already {_decode_param(*old)!r}; params are immutable, "
                         f"so it cannot become {_decode_param(value, kind)!r} (log a new param or start a new run)",
                         run_id=run_id, key=key,
                     )
-            if new:
-                conn.execute(t.params.insert(), new)
+            st.execute_many(conn, "INSERT INTO params (run_id, key, value, kind) VALUES (?, ?, ?, ?)", new)
 
     def set_tags(self, run_id: str, items: Sequence[tuple[str, str]]) -> None:
         with self.store.write() as conn:
@@ -202,8 +209,24 @@ class SqlTrackingRepository:
         with self.store.write() as conn:
             conn.execute(t.tags.delete().where(t.tags.c.run_id == run_id, t.tags.c.key == key))
 
+    _INSERT_METRICS = "INSERT INTO metrics (run_id, key, value, special, step, timestamp) VALUES (?, ?, ?, ?, ?, ?)"
+    # the latest value is the one with the highest step, then the latest time
+    _UPSERT_LATEST = (
+        "INSERT INTO latest_metrics (run_id, key, value, special, step, timestamp) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, special = excluded.special, "
+        "step = excluded.step, timestamp = excluded.timestamp "
+        "WHERE excluded.step > latest_metrics.step "
+        "OR (excluded.step = latest_metrics.step AND excluded.timestamp >= latest_metrics.timestamp)"
+    )
+
     def write_metrics(self, rows: Sequence[MetricRow]) -> None:
         """Append metric points and move each series' latest value (highest step, then time)."""
+        if not rows:
+            return
+        with self.store.write() as conn:
+            self._write_metrics(conn, rows)
+
+    def _write_metrics(self, conn: Connection, rows: Sequence[MetricRow]) -> None:
         if not rows:
             return
         latest: dict[tuple[str, str], MetricRow] = {}
@@ -212,21 +235,18 @@ class SqlTrackingRepository:
             cur = latest.get(k)
             if cur is None or (r[4], r[5]) >= (cur[4], cur[5]):
                 latest[k] = r
-        cols = ("run_id", "key", "value", "special", "step", "timestamp")
+        self.store.execute_many(conn, self._INSERT_METRICS, rows)
+        self.store.execute_many(conn, self._UPSERT_LATEST, list(latest.values()))
+
+    def finish_run(self, run_id: str, status: RunStatus, end_time: int, rows: Sequence[MetricRow]) -> None:
+        """Write ``rows`` and mark the run ended, in one transaction."""
         with self.store.write() as conn:
-            conn.execute(t.metrics.insert(), [dict(zip(cols, r, strict=True)) for r in rows])
-            ins = self.store.insert(t.latest_metrics)
-            lm = t.latest_metrics.c
-            newer = sa.or_(
-                ins.excluded.step > lm.step,
-                sa.and_(ins.excluded.step == lm.step, ins.excluded.timestamp >= lm.timestamp),
+            self._write_metrics(conn, rows)
+            res = conn.exec_driver_sql(
+                self.store.sql("UPDATE runs SET status = ?, end_time = ? WHERE id = ?"), (status.value, end_time, run_id)
             )
-            upsert = ins.on_conflict_do_update(
-                index_elements=["run_id", "key"],
-                set_={c: getattr(ins.excluded, c) for c in ("value", "special", "step", "timestamp")},
-                where=newer,
-            )
-            conn.execute(upsert, [dict(zip(cols, r, strict=True)) for r in latest.values()])
+        if res.rowcount == 0:
+            raise RunNotFoundError(f"run {run_id!r} does not exist", run_id=run_id)
 
     def metric_history(self, run_id: str, key: str | None = None) -> list[Metric]:
         m = t.metrics.c
@@ -284,30 +304,32 @@ class SqlTrackingRepository:
         """
         if not ids:
             return []
-        r, e = t.runs, t.experiments
-        any_id = self.store.match_any
-        cols = [r.c.id, r.c.experiment_id, e.c.name, r.c.name, r.c.status, r.c.start_time, r.c.end_time,
-                r.c.parent_run_id, r.c.user, r.c.host, r.c.git_commit, r.c.git_dirty]
-        if full:
-            cols.append(r.c.system)
-        rows = conn.execute(
-            sa.select(*cols).select_from(r.join(e, r.c.experiment_id == e.c.id)).where(any_id(r.c.id, ids))
-        ).all()
+        st = self.store
+        ids_sql, ids_param = st.any_of("{col}", ids)
+        system = ", r.system" if full else ""
+        rows = st.query(
+            conn,
+            "SELECT r.id, r.experiment_id, e.name, r.name, r.status, r.start_time, r.end_time, r.parent_run_id, "
+            f"r.user, r.host, r.git_commit, r.git_dirty{system} FROM runs r JOIN experiments e ON r.experiment_id = e.id "
+            "WHERE " + ids_sql.format(col="r.id"),
+            ids_param,
+        )
         params: dict[str, dict[str, Any]] = defaultdict(dict)
-        p = t.params.c
-        for run_id, key, value, kind in conn.execute(
-            sa.select(p.run_id, p.key, p.value, p.kind).where(any_id(p.run_id, ids))
-        ).all():
+        for run_id, key, value, kind in st.query(
+            conn, "SELECT run_id, key, value, kind FROM params WHERE " + ids_sql.format(col="run_id"), ids_param
+        ):
             params[run_id][key] = value if kind == "str" else _decode_json_param(value)
         tags: dict[str, dict[str, str]] = defaultdict(dict)
-        g = t.tags.c
-        for run_id, key, value in conn.execute(sa.select(g.run_id, g.key, g.value).where(any_id(g.run_id, ids))).all():
+        for run_id, key, value in st.query(
+            conn, "SELECT run_id, key, value FROM tags WHERE " + ids_sql.format(col="run_id"), ids_param
+        ):
             tags[run_id][key] = value
-        lm = t.latest_metrics.c
         metrics: dict[str, dict[str, Metric]] = defaultdict(dict)
-        for run_id, key, value, special, step, ts in conn.execute(
-            sa.select(lm.run_id, lm.key, lm.value, lm.special, lm.step, lm.timestamp).where(any_id(lm.run_id, ids))
-        ).all():
+        for run_id, key, value, special, step, ts in st.query(
+            conn,
+            "SELECT run_id, key, value, special, step, timestamp FROM latest_metrics WHERE " + ids_sql.format(col="run_id"),
+            ids_param,
+        ):
             metrics[run_id][key] = Metric(key, value if special is None else _SPECIAL[special], step, ts)
         datasets: dict[str, list[DatasetRef]] = defaultdict(list)
         artifacts: dict[str, list[ArtifactInfo]] = defaultdict(list)
@@ -323,8 +345,8 @@ class SqlTrackingRepository:
         for row in rows:
             rid = row[0]
             by_id[rid] = Run(
-                rid, row[1], row[2], row[3], RunStatus(row[4]), row[5], row[6], row[7], row[8], row[9], row[10],
-                row[11], (row[12] or {}) if full else empty, params.get(rid, {}), tags.get(rid, {}),
+                rid, row[1], row[2], row[3], _STATUSES[row[4]], row[5], row[6], row[7], row[8], row[9], row[10],
+                None if row[11] is None else bool(row[11]), _json_column(row[12]) if full else empty, params.get(rid, {}), tags.get(rid, {}),
                 metrics.get(rid, {}), datasets.get(rid, []), artifacts.get(rid, []),
             )
         return [by_id[i] for i in ids if i in by_id]

@@ -82,6 +82,13 @@ def encode_param(key: str, value: Any) -> tuple[str, str, str]:
 
 
 def _metric_row(run_id: str, key: Any, value: Any, step: int, timestamp: int | None) -> MetricRow:
+    # fast path: the common case of a float/int value, int step, str key
+    if type(value) is float and type(step) is int and type(key) is str and 0 < len(key) <= MAX_KEY_LENGTH \
+            and value - value == 0.0:  # finite
+        if timestamp is None:
+            return (run_id, key, value, None, step, now_ms())
+        if type(timestamp) is int:
+            return (run_id, key, value, None, step, timestamp)
     _check_key("metric", key)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidMetricError(
@@ -176,8 +183,8 @@ class TrackingService:
         if not status.terminal:
             raise InvalidInputError(f"end_run needs a terminal status (finished, failed, killed), got {status.value!r}")
         self._ensure_active(run_id)
-        self.buffer.flush()
-        self.repo.set_status(run_id, status, now_ms())
+        end = now_ms()
+        self.buffer.flush(lambda batch: self.repo.finish_run(run_id, status, end, batch))
         with self._lock:
             self._active.discard(run_id)
             for k in [k for k in self._steps if k[0] == run_id]:

@@ -93,7 +93,8 @@ def upgrade() -> None:
     sa.Column('step', sa.BigInteger(), nullable=False),
     sa.Column('timestamp', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_latest_metrics_run_id_runs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('run_id', 'key', name=op.f('pk_latest_metrics'))
+    sa.PrimaryKeyConstraint('run_id', 'key', name=op.f('pk_latest_metrics')),
+    sqlite_with_rowid=False,
     )
     with op.batch_alter_table('latest_metrics', schema=None) as batch_op:
         batch_op.create_index('ix_latest_metrics_key_value', ['key', 'value'], unique=False)
@@ -139,7 +140,8 @@ def upgrade() -> None:
     sa.Column('value', sa.Text(), nullable=False),
     sa.Column('kind', sa.String(length=8), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_params_run_id_runs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('run_id', 'key', name=op.f('pk_params'))
+    sa.PrimaryKeyConstraint('run_id', 'key', name=op.f('pk_params')),
+    sqlite_with_rowid=False,
     )
     op.create_table('run_artifacts',
     sa.Column('run_id', sa.String(length=32), nullable=False),
@@ -169,7 +171,8 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=250), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_tags_run_id_runs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('run_id', 'key', name=op.f('pk_tags'))
+    sa.PrimaryKeyConstraint('run_id', 'key', name=op.f('pk_tags')),
+    sqlite_with_rowid=False,
     )
     with op.batch_alter_table('tags', schema=None) as batch_op:
         batch_op.create_index('ix_tags_key_value', ['key', 'value'], unique=False)
