@@ -447,7 +447,7 @@ class SqlTrackingRepository:
         order_cols += [r.c.start_time.desc(), r.c.id.asc()]
         q = q.order_by(*order_cols).offset(offset).limit(limit)
         with self.store.read() as conn:
-            ids = list(conn.execute(q).scalars())
+            ids = list(conn.execute(q).scalars().all())
             total = conn.execute(count_q).scalar_one() if (offset or len(ids) >= limit) else offset + len(ids)
             runs = self._load(conn, ids, full=False)
         return runs, int(total)

@@ -371,7 +371,11 @@ class TrackingService:
         ids = None
         if experiments is not None:
             names = [experiments] if isinstance(experiments, str) else list(experiments)
-            ids = self.repo.experiment_ids(names)
+            known = [self._experiments.get(n) for n in names]
+            if all(e is not None for e in known):
+                ids = [e.id for e in known if e is not None]
+            else:
+                ids = self.repo.experiment_ids(names)
         self.buffer.flush()
         runs, total = self.repo.search(ids, node, order, offset, max_results)
         nxt = offset + len(runs)
