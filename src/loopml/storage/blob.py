@@ -24,6 +24,7 @@ from loopml.storage.base import BlobInfo
 __all__ = ["LocalBlobStore", "S3BlobStore", "open_blob_store", "sha256_file"]
 
 _CHUNK = 1 << 20
+_TMP_SUFFIX = ".tmp"  # in-flight writes: ".<name>.<random>.tmp" beside the destination
 
 
 def sha256_file(path: str | Path) -> tuple[str, int]:
@@ -53,17 +54,15 @@ def _verify(key: str, actual: str, expected: str | None) -> None:
         )
 
 
-def _download(key: str, dest: str | os.PathLike[str], sha256: str | None, fetch: Callable[[str], object]) -> Path:
-    """Fetch into a temporary file beside ``dest``, verify, then rename: a failed
-    or corrupted download leaves ``dest`` as it was."""
-    dest = Path(dest)
+@contextmanager
+def _replace_when_done(dest: Path) -> Iterator[str]:
+    """A temporary path beside ``dest`` that is renamed onto it if the block succeeds
+    and removed if it fails: ``dest`` is never seen half-written."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=_TMP_SUFFIX, dir=dest.parent)
     os.close(fd)
     try:
-        fetch(tmp)
-        if sha256 is not None:
-            _verify(key, sha256_file(tmp)[0], sha256)
+        yield tmp
         os.replace(tmp, dest)
     except BaseException:
         try:
@@ -71,6 +70,16 @@ def _download(key: str, dest: str | os.PathLike[str], sha256: str | None, fetch:
         except FileNotFoundError:
             pass
         raise
+
+
+def _download(key: str, dest: str | os.PathLike[str], sha256: str | None, fetch: Callable[[str], object]) -> Path:
+    """Fetch into a temporary file beside ``dest``, verify, then rename: a failed
+    or corrupted download leaves ``dest`` as it was."""
+    dest = Path(dest)
+    with _replace_when_done(dest) as tmp:
+        fetch(tmp)
+        if sha256 is not None:
+            _verify(key, sha256_file(tmp)[0], sha256)
     return dest
 
 
@@ -110,20 +119,10 @@ class LocalBlobStore:
 
     @contextmanager
     def _atomic(self, dest: Path) -> Iterator[BinaryIO]:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        with _replace_when_done(dest) as tmp, open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
 
     def get_bytes(self, key: str, *, sha256: str | None = None) -> bytes:
         try:
@@ -163,7 +162,7 @@ class LocalBlobStore:
         if not base.exists():
             return
         for p in sorted(base.rglob("*")):
-            if p.is_file() and not (p.name.startswith(".") and p.name.endswith(".tmp")):  # skip in-flight writes
+            if p.is_file() and not (p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX)):  # skip in-flight writes
                 yield p.relative_to(self._root).as_posix()
 
 
