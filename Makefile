@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 DEMO_DIR ?= demo-project
+CONSTRAINTS := requirements/dev-constraints.txt
 
 .PHONY: demo test bench lint clean
 
@@ -11,15 +12,15 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -q -e ".[sklearn]"
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[sklearn]"
 	touch $@
 
 # torch is installed first and pinned to the CPU build, so that the torch
 # extra's range is already satisfied and no CUDA build is pulled in.
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[dev,torch]"
+$(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(PIP) install -q -c $(CONSTRAINTS) "torch==2.13.0"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev,torch]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -29,7 +30,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-dev
-	$(PIP) install -q -e ".[bench]"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[bench]"
 	$(BIN)/python bench/tracking_vs_mlflow.py $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-dev
