@@ -304,7 +304,8 @@ def test_bad_step_and_timestamp(s: Settings) -> None:
 
 
 def test_numpy_metric_values(s: Settings) -> None:
-    np = pytest.importorskip("numpy")
+    import numpy as np
+
     with start_run("exp", settings=s) as run:
         run.log_metric("a", np.float32(0.5))
         run.log_metric("b", np.int64(3))

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from loopml.cli.main import app
-
-pytest.importorskip("sklearn")
 
 
 @pytest.mark.slow
@@ -21,10 +18,8 @@ def test_demo_runs_end_to_end_and_reruns(tmp_path: Path) -> None:
     runner = CliRunner()
     env = {"COLUMNS": "250", "NO_COLOR": "1"}
     folder = tmp_path / "demo"
-    started = time.perf_counter()
     res = runner.invoke(app, ["demo", "--project", str(folder)], env=env)
     assert res.exit_code == 0, res.output
-    assert time.perf_counter() - started < 60
     out = res.output
     assert "models:/wine/1" in out
     assert "wine@champion: (new) -> v1" in out

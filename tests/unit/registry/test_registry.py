@@ -114,7 +114,8 @@ def test_python_flavor_round_trip(settings: Settings) -> None:
 
 
 def test_torch_flavor_round_trip(settings: Settings) -> None:
-    torch = pytest.importorskip("torch", reason="the torch extra is part of the dev install")
+    import torch  # the torch extra is part of the dev install
+
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
     df = pd.DataFrame(np.random.default_rng(0).normal(size=(6, 3)), columns=["x", "y", "z"])
