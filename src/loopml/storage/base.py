@@ -44,9 +44,12 @@ class MetadataStore(Protocol):
 
     Contract: opening the store applies pending migrations; a database created
     by a newer loopml raises :class:`~loopml.errors.SchemaVersionError`.
-    ``write()`` transactions serialise against each other (SQLite: ``BEGIN
-    IMMEDIATE`` with a busy timeout), commit on normal exit and roll back on an
-    exception. Driver exceptions are wrapped in :class:`~loopml.errors.StoreError`.
+    ``write()`` transactions commit on normal exit and roll back on an
+    exception. On SQLite they run one at a time (``BEGIN IMMEDIATE`` with a busy
+    timeout); on PostgreSQL they run concurrently at READ COMMITTED, so a
+    repository that reads before it writes locks what it reads (``FOR UPDATE``)
+    or retries on a unique violation. Driver exceptions are wrapped in
+    :class:`~loopml.errors.StoreError`.
     """
 
     url: str
