@@ -56,11 +56,12 @@ def service_unavailable(service: str, problem: str) -> NoReturn:
 
 
 def _reset_loopml() -> None:
-    from loopml import registry, storage
+    from loopml import data, registry, storage
     from loopml.tracking import fluent
 
     fluent.reset()
     registry.reset()
+    data.reset()
     storage.reset_backends()
 
 

@@ -37,12 +37,12 @@ _LAZY: dict[str, str] = {
     "load_settings": "loopml.config",
     "LoopmlError": "loopml.errors",
 }
-_SUBMODULES = ("config", "errors", "models", "registry", "sklearn", "storage", "tracking")
+_SUBMODULES = ("config", "data", "errors", "models", "registry", "sklearn", "storage", "tracking")
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 
 if TYPE_CHECKING:
-    from loopml import config, errors, models, registry, sklearn, storage, tracking
+    from loopml import config, data, errors, models, registry, sklearn, storage, tracking
     from loopml.config import Settings, load_settings
     from loopml.errors import LoopmlError
     from loopml.tracking import (

@@ -97,7 +97,7 @@ def run(project_dir: str | os.PathLike[str] = "demo-project", *, console: Consol
     except ImportError as e:
         raise ImportError("the demo needs scikit-learn: pip install 'loopml[sklearn]'") from e
 
-    from loopml import registry, tracking
+    from loopml import data, registry, tracking
     from loopml.config import load_settings
     from loopml.project import init_project
 
@@ -125,6 +125,9 @@ def run(project_dir: str | os.PathLike[str] = "demo-project", *, console: Consol
         X, y = bunch.data, bunch.target
         class_names = list(bunch.target_names)
         X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=SEED, stratify=y)
+        # a versioned, profiled snapshot; re-registering the same rows returns the same version
+        dataset = data.register("wine", df, source="sklearn.datasets.load_wine", settings=settings)
+        data.set_alias("wine", "training", dataset.version, settings=settings)
         progress.advance(task)
 
         folds = StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=SEED)
@@ -133,7 +136,7 @@ def run(project_dir: str | os.PathLike[str] = "demo-project", *, console: Consol
             progress.update(task, description=f"Training {name}")
             tags = {"demo": "true", "dataset": "sklearn.datasets.load_wine", "family": params["model"]}
             with tracking.start_run(EXPERIMENT, name=name, params=params, tags=tags, settings=settings) as active:
-                active.log_dataset(df, name="wine")
+                active.log_dataset(dataset)
                 cv = cross_validate(est, X_train, y_train, cv=folds, scoring=("accuracy", "f1_macro"))
                 active.log_metric_batch("cv_accuracy", [float(v) for v in cv["test_accuracy"]],
                                         steps=list(range(FOLDS)))
@@ -241,6 +244,8 @@ def _print_summary(out: Console, res: DemoResult, runs: list[Any], best: Any, mv
         (f"loopml -p {p} runs compare {ids}", "the candidates side by side"),
         (f"loopml -p {p} models show {MODEL_NAME}", "versions, aliases, signature, alias history"),
         (f"loopml -p {p} models rollback {MODEL_NAME} --alias {ALIAS}", "undo the last alias move"),
+        (f"loopml -p {p} data show wine", "the dataset version the models were trained on"),
+        (f"loopml -p {p} data profile wine", "an HTML report with a chart per column"),
         (f"loopml demo --project {p}", "run again: new runs, a new version, champion moves"),
     ):
         cmds.append(f"  {cmd}\n", style="bold")

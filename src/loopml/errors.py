@@ -15,6 +15,7 @@ Hierarchy::
     │   ├── ModelNotFoundError
     │   ├── ModelVersionNotFoundError
     │   ├── AliasNotFoundError
+    │   ├── DatasetNotFoundError
     │   └── ArtifactNotFoundError
     ├── AlreadyExistsError
     ├── InvalidInputError
@@ -44,6 +45,7 @@ __all__ = [
     "ArtifactNotFoundError",
     "ConfigError",
     "ConflictError",
+    "DatasetNotFoundError",
     "ExperimentNotFoundError",
     "FilterSyntaxError",
     "InvalidInputError",
@@ -109,6 +111,10 @@ class ModelVersionNotFoundError(NotFoundError):
 
 class AliasNotFoundError(NotFoundError):
     code = "ALIAS_NOT_FOUND"
+
+
+class DatasetNotFoundError(NotFoundError):
+    code = "DATASET_NOT_FOUND"
 
 
 class ArtifactNotFoundError(NotFoundError):
@@ -186,6 +192,7 @@ HTTP_STATUS: dict[str, int] = {
     "MODEL_NOT_FOUND": 404,
     "MODEL_VERSION_NOT_FOUND": 404,
     "ALIAS_NOT_FOUND": 404,
+    "DATASET_NOT_FOUND": 404,
     "ARTIFACT_NOT_FOUND": 404,
     "ALREADY_EXISTS": 409,
     "INVALID_INPUT": 400,

@@ -208,3 +208,64 @@ alias_history = Table(
     Column("changed_by", String(256), nullable=True),
     Index("ix_alias_history_name_alias", "name", "alias", "id"),
 )
+
+# -- data (revision 0002) ---------------------------------------------------------
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("name", String(256), ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("artifact_key", Text, nullable=False),
+    Column("num_rows", BigInteger, nullable=False),
+    Column("num_bytes", BigInteger, nullable=False),
+    Column("columns", JSON, nullable=False),
+    Column("source", Text, nullable=True),
+    Column("description", Text, nullable=True),
+    Column("profile_key", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=True),
+    UniqueConstraint("name", "sha256", name="uq_dataset_versions_content"),
+)
+
+dataset_version_tags = Table(
+    "dataset_version_tags",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    ForeignKeyConstraint(
+        ["name", "version"], ["dataset_versions.name", "dataset_versions.version"], ondelete="CASCADE"
+    ),
+)
+
+dataset_aliases = Table(
+    "dataset_aliases",
+    metadata,
+    Column("name", String(256), ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True),
+    Column("alias", String(128), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+dataset_alias_history = Table(
+    "dataset_alias_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), ForeignKey("datasets.name", ondelete="CASCADE"), nullable=False),
+    Column("alias", String(128), nullable=False),
+    Column("version", Integer, nullable=True),  # NULL: the alias was removed
+    Column("changed_at", BigInteger, nullable=False),
+    Column("changed_by", String(256), nullable=True),
+    Index("ix_dataset_alias_history_name_alias", "name", "alias", "id"),
+)

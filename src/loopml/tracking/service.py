@@ -334,6 +334,10 @@ class TrackingService:
     def log_dataset(self, run_id: str, data: Any, *, name: str | None = None, context: str | None = "training") -> DatasetRef:
         """Record that the run used ``data`` (a file path or a pandas DataFrame), by content hash."""
         self._ensure_active(run_id)
+        if isinstance(data, str) and data.startswith("datasets:/"):
+            from loopml.data import get_data
+
+            data = get_data(self.backend.settings).resolve(data)
         ref = dataset_ref(data, name=name, context=context)
         self.repo.add_dataset(run_id, ref)
         return ref
@@ -400,6 +404,10 @@ class TrackingService:
 
 def dataset_ref(data: Any, *, name: str | None = None, context: str | None = None) -> DatasetRef:
     """A :class:`DatasetRef` for a file path or a pandas DataFrame, hashed by content."""
+    if hasattr(data, "sha256") and str(getattr(data, "uri", "")).startswith("datasets:/"):
+        # a registered dataset version: the run links to it by URI and content hash
+        return DatasetRef(name=name or data.name, digest=data.sha256, path=data.uri, context=context,
+                          num_rows=data.num_rows, schema={c.name: c.type for c in data.columns})
     if isinstance(data, str | os.PathLike):
         p = Path(data)
         if not p.is_file():

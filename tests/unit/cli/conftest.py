@@ -12,11 +12,12 @@ from loopml.config import Settings, load_settings
 
 
 def _reset() -> None:
-    from loopml import registry, storage
+    from loopml import data, registry, storage
     from loopml.tracking import fluent
 
     fluent.reset()
     registry.reset()
+    data.reset()
     storage.reset_backends()
 
 

@@ -171,3 +171,27 @@ def test_insert_supports_upserts(backend_settings: Settings) -> None:
         store.close()
     assert [tuple(r) for r in rows] == [("same", 2)]
     assert store.dialect in ("sqlite", "postgresql")
+
+
+def test_older_store_is_upgraded_in_place_keeping_its_data(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from loopml.storage.sql import KNOWN_REVISIONS
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(t.__file__).with_name("migrations")))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, KNOWN_REVISIONS[0])
+        conn.execute(t.experiments.insert().values(name="kept", created_at=1))
+    assert not sa.inspect(engine).has_table("dataset_versions")
+    engine.dispose()
+    store = SqlMetadataStore(url)
+    with store.read() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == HEAD_REVISION
+        assert conn.execute(sa.select(t.experiments.c.name)).scalars().all() == ["kept"]
+        assert sa.inspect(conn).has_table("dataset_versions")
+    store.close()
