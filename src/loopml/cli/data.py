@@ -253,7 +253,7 @@ def validate_cmd(
 ) -> None:
     """Check data against a schema; exits 1 when there are errors, so it can gate CI."""
     from loopml.data.schema import Schema
-    from loopml.data.validate import has_errors, validate
+    from loopml.data.validation import has_errors, validate
 
     schema = Schema.load(schema_path)
     table, label = _load_batch(_svc(get_settings(ctx, existing=ref.startswith("datasets:/"))), ref)

@@ -23,7 +23,9 @@ from loopml.data.models import (
     Profile,
     SkewFinding,
 )
+from loopml.data.schema import Check, ColumnSchema, Schema, infer_schema
 from loopml.data.service import DataService, RegisterResult
+from loopml.data.validation import has_errors, validate, validate_record, validate_records
 from loopml.storage import get_backend
 
 if TYPE_CHECKING:
@@ -32,19 +34,24 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Anomaly",
+    "Check",
     "ColumnInfo",
     "ColumnProfile",
+    "ColumnSchema",
     "DataService",
     "DatasetVersion",
     "Histogram",
     "PiiFinding",
     "Profile",
     "RegisterResult",
+    "Schema",
     "SkewFinding",
     "delete_alias",
     "get_data",
     "get_profile",
     "get_version",
+    "has_errors",
+    "infer_schema",
     "iter_batches",
     "list_datasets",
     "list_versions",
@@ -53,6 +60,9 @@ __all__ = [
     "register",
     "resolve",
     "set_alias",
+    "validate",
+    "validate_record",
+    "validate_records",
 ]
 
 _services: dict[tuple[str, str], DataService] = {}
