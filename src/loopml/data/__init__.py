@@ -23,8 +23,12 @@ from loopml.data.models import (
     Profile,
     SkewFinding,
 )
+from loopml.data.pii import scan_pii
+from loopml.data.profile import ProfileBuilder, column_kind, profile_table
+from loopml.data.report import render_profile_html, write_profile_html
 from loopml.data.schema import Check, ColumnSchema, Schema, infer_schema
 from loopml.data.service import DataService, RegisterResult
+from loopml.data.skew import compare_profiles
 from loopml.data.validation import has_errors, validate, validate_record, validate_records
 from loopml.storage import get_backend
 
@@ -43,9 +47,12 @@ __all__ = [
     "Histogram",
     "PiiFinding",
     "Profile",
+    "ProfileBuilder",
     "RegisterResult",
     "Schema",
     "SkewFinding",
+    "column_kind",
+    "compare_profiles",
     "delete_alias",
     "get_data",
     "get_profile",
@@ -57,12 +64,16 @@ __all__ = [
     "list_versions",
     "load",
     "load_table",
+    "profile_table",
     "register",
+    "render_profile_html",
     "resolve",
+    "scan_pii",
     "set_alias",
     "validate",
     "validate_record",
     "validate_records",
+    "write_profile_html",
 ]
 
 _services: dict[tuple[str, str], DataService] = {}

@@ -10,15 +10,18 @@ What is exact and what is estimated
 
 * **count, nulls, min, max** — exact. NaN in a float column counts as null.
 * **mean, std** — exact up to floating-point rounding: each batch contributes
-  its own ``(n, mean, M2)`` computed around the batch mean, merged with Chan's
-  parallel formula (numerically stable; ``std`` uses ``ddof=1`` like pandas).
+  its own ``(n, mean, M2)``, merged with Chan's parallel formula (``std`` uses
+  ``ddof=1`` like pandas). A batch's sums are taken about a centre close to
+  the mean (the mean so far, or that of the batch's first rows), which keeps
+  ``M2 = Σ(x - c)² - (Σ(x - c))² / n`` free of cancellation.
 * **correlations** — Pearson over pairwise-complete rows, like
-  ``DataFrame.corr()``: per batch one Gram matrix of the mean-centred columns
-  (plus validity masks when there are nulls) gives ``n, Σx, Σy, Σxy, Σx², Σy²``
-  for every pair; batches are merged with the pairwise form of Chan's formula.
-  Skipped (empty) above :data:`MAX_CORRELATION_COLUMNS` numeric columns.
-  Pairs without a defined correlation (fewer than two rows, a constant column)
-  are left out of the matrix.
+  ``DataFrame.corr()``: per block of rows one Gram matrix of the centred
+  columns (plus validity masks where there are nulls) gives
+  ``n, Σx, Σy, Σxy, Σx², Σy²`` for every pair; batches are merged with the
+  pairwise form of Chan's formula. The same sums give the mean and std above.
+  Skipped (empty) above :data:`MAX_CORRELATION_COLUMNS` numeric columns (the
+  moments are then computed per column). Pairs without a defined correlation
+  (fewer than two rows, a constant column, infinities) are left out.
 * **quantiles, histogram** — from a uniform random sample of at most
   ``sample_size`` rows (vectorised priority sampling: every row draws a random
   key, the sample is the rows with the largest keys, kept across batches by a
@@ -31,18 +34,28 @@ What is exact and what is estimated
   When a table has at most ``sample_size`` rows the sample is the whole table
   and both are exact.
 * **distinct** — a theta sketch over 64-bit hashes of the values: exact while
-  a column has at most ``max_exact_distinct`` distinct values (the sketch then
-  holds all of them; 64-bit hash collisions are negligible), beyond that the
-  ``distinct_sketch`` smallest hashes give an estimate with a relative
-  standard error of about ``1 / sqrt(distinct_sketch)`` (0.8 % by default)
-  and ``distinct_approx`` is set. Integers are hashed as integers, floats as
-  floats (``-0.0 == 0.0``), strings by their UTF-8 bytes.
+  a column has at most ``max_exact_distinct`` (16,384) distinct values (the
+  sketch then holds all of them; 64-bit hash collisions are negligible);
+  beyond that the ``distinct_sketch`` (16,384) smallest hashes give an
+  estimate with a relative standard error of about
+  ``1 / sqrt(distinct_sketch)`` (0.8 %) and ``distinct_approx`` is set.
+  Raising ``max_exact_distinct`` (say to 100,000) keeps counts exact for
+  longer at the price of deduplicating that many hashes per column, which
+  dominates the cost of high-cardinality columns. Integers are hashed as
+  integers, floats as floats (``-0.0 == 0.0``), strings by their UTF-8 bytes.
 * **top values** (string, categorical, boolean) — exact counts while a column
   has at most ``10 * top_k + 2000`` distinct values. Beyond that only that
   many candidates are kept (the most frequent so far); a value that was
   dropped and comes back later is undercounted, so counts are approximate for
   high-cardinality columns (typically still exact for frequent values).
 * **datetime** — count, nulls, distinct, and min/max as ISO-8601 strings.
+
+Speed: large batches are split into independent tasks (the Gram matrix, each
+string column's ``value_counts``, each numeric column's min/max/hash/sample)
+run on a small shared thread pool; NumPy, BLAS and Arrow release the GIL. On
+two cores, 1,000,000 rows x 25 columns (20 float, 5 low-cardinality strings)
+take about 0.15 s; a plain NumPy min/max/mean/std over the 20 float columns
+takes about 0.03 s.
 """
 
 from __future__ import annotations
@@ -82,14 +95,13 @@ F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 
 _T = TypeVar("_T")
-_A = TypeVar("_A")
 _TWO64 = 1 << 64
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _LEN_SALT = np.uint64(0x94D049BB133111EB)
 _S32 = np.uint64(32)
 _S29 = np.uint64(29)
-_GRAM_BLOCK = 16_384  # rows per Gram block: the block buffer stays in cache
+_GRAM_BLOCK = 32_768  # rows per Gram block: the block buffer stays in cache
 
 
 def column_kind(arrow_type: pa.DataType) -> Kind:
@@ -233,9 +245,9 @@ def _hash_values(arr: pa.Array) -> U64:
     return _hash_binary(arr.cast(pa.large_string()))
 
 
-def _unique_sorted(h: U64) -> U64:
+def _unique_sorted(h: U64, *, repetitive: bool = True) -> U64:
     """Sorted distinct values of a uint64 array (a new array)."""
-    if len(h) > 65_536:  # a hash table beats sorting for large, repetitive input
+    if repetitive and len(h) > 4096:  # a hash table first: much faster than sorting repetitive input
         h = np.asarray(pc.unique(pa.array(h)))
     s = np.sort(h)
     if len(s) < 2:
@@ -270,9 +282,12 @@ class _DistinctSketch:
         if self.theta < _TWO64:
             new = h[h < np.uint64(self.theta)]
             distinct = False
-        else:
-            new = self._reduce(h) if len(h) > 2 * self.k else _unique_sorted(h)
+        elif len(h) > 2 * self.k:
+            new = self._reduce(h)
             distinct = True
+        else:  # small batches: deduplicated at the next compaction
+            new = h.copy()
+            distinct = False
         if not len(new):
             return
         if distinct and not len(self._kept) and not self._pending:
@@ -280,7 +295,7 @@ class _DistinctSketch:
             return
         self._pending.append(new)
         self._pending_n += len(new)
-        if self._pending_n > max(2 * self.k, len(self._kept)):
+        if self._pending_n > max(4 * self.k, len(self._kept)):
             self._compact()
 
     def _reduce(self, h: U64) -> U64:
@@ -312,10 +327,19 @@ class _DistinctSketch:
         self._kept = u
 
     def _compact(self) -> None:
-        if self._pending:
-            u = _unique_sorted(np.concatenate([self._kept, *self._pending]))
-            self._pending, self._pending_n = [], 0
-            self._keep(u)
+        if not self._pending:
+            return
+        hashes = np.concatenate([self._kept, *self._pending])
+        self._pending, self._pending_n = [], 0
+        if self.theta < _TWO64 and len(hashes) > 2 * self.k:
+            # only the k + 1 smallest distinct hashes matter: select a few more than that
+            # without sorting everything (duplicates are rare once the sketch estimates)
+            m = self.k + self.k // 8
+            smallest = _unique_sorted(hashes[hashes <= np.partition(hashes, m)[m]], repetitive=False)
+            if len(smallest) > self.k:
+                self._keep(smallest)
+                return
+        self._keep(_unique_sorted(hashes))
 
     def estimate(self) -> tuple[int, bool]:
         """``(distinct count, approximate?)``."""
@@ -349,16 +373,30 @@ class _Moments:
 
 
 @dataclass
-class _NumericBatch:
-    """One batch of a numeric column, as the cross-column steps (correlations, sample) need it."""
+class _NumericInput:
+    """A numeric column of one batch as NumPy arrays, shared by its column task and the Gram task."""
 
-    values: F64  # float64, NaN where invalid
-    invalid: Bools | None  # None when every value is valid
+    values: npt.NDArray[Any]  # float64 with NaN for nulls, or integers with nulls filled by 0
+    invalid: Bools | None  # integer columns with nulls: the null rows
+
+
+def _numeric_input(arr: pa.Array, is_int: bool) -> _NumericInput:
+    if is_int:
+        if arr.null_count:
+            return _NumericInput(np.asarray(arr.fill_null(0)), ~np.asarray(arr.is_valid()))
+        return _NumericInput(np.asarray(arr), None)
+    if not pa.types.is_float64(arr.type):
+        arr = arr.cast(pa.float64())
+    return _NumericInput(arr.to_numpy(zero_copy_only=False), None)
+
+
+@dataclass
+class _ColumnBatch:
+    """What a numeric column task returns."""
+
     count: int
-    mean: float  # batch mean of the valid values (not finite when they hold infinities)
-    centre: float  # the same when finite, else 0: what the Gram matrix subtracts
-    m2: float | None = None  # sum of squared deviations, filled by the Gram step or directly
-    sampled: F64 | None = None  # values of the rows entering the sample
+    moments: tuple[int, float, float] | None  # (n, mean, M2), when there is no Gram step
+    sampled: F64 | None  # values of the rows entering the sample (NaN for nulls)
 
 
 class _ColumnState:
@@ -392,68 +430,59 @@ class _NumericState(_ColumnState):
         self.sample: F64 | None = None
 
     def update(self, arr: pa.Array) -> None:
-        self.merge_moments(self.update_numeric(arr, None))
+        batch = self.update_numeric(_numeric_input(arr, self.is_int), None, moments=True)
+        if batch.moments is not None:
+            self.moments.merge(*batch.moments)
 
-    def update_numeric(self, arr: pa.Array, sample_rows: npt.NDArray[np.intp] | None) -> _NumericBatch:
-        """Count, min, max, distinct; returns the batch for the moment and correlation steps,
-        with the values of ``sample_rows`` gathered for the sample."""
+    def update_numeric(
+        self, inp: _NumericInput, sample_rows: npt.NDArray[np.intp] | None, *, moments: bool
+    ) -> _ColumnBatch:
+        """Count, min, max and distinct values of one batch; gathers the values of ``sample_rows``,
+        and computes the batch's moments when asked (when there is no Gram step to do it)."""
         with np.errstate(invalid="ignore", over="ignore"):  # infinities
-            return self._update_numeric(arr, sample_rows)
+            return self._update_numeric(inp, sample_rows, moments)
 
-    def _update_numeric(self, arr: pa.Array, sample_rows: npt.NDArray[np.intp] | None) -> _NumericBatch:
-        n = len(arr)
-        invalid: Bools | None = None
+    def _update_numeric(
+        self, inp: _NumericInput, sample_rows: npt.NDArray[np.intp] | None, moments: bool
+    ) -> _ColumnBatch:
+        values = inp.values
+        n = len(values)
         if self.is_int:
-            if arr.null_count:
-                valid = np.asarray(arr.is_valid())
-                invalid = ~valid
-                ints = np.asarray(arr.fill_null(0))
-                values = ints.astype(np.float64)
-                values[invalid] = np.nan
-                ints = ints[valid]
-                valid_values = values[valid]
-            else:
-                ints = np.asarray(arr)
-                values = valid_values = ints.astype(np.float64)
-            count = len(ints)
+            valid: npt.NDArray[Any] = values if inp.invalid is None else values[~inp.invalid]
+            count = len(valid)
             if count:
-                lo, hi = int(ints.min()), int(ints.max())
+                lo, hi = int(valid.min()), int(valid.max())
                 self.min = lo if self.min is None else min(self.min, lo)
                 self.max = hi if self.max is None else max(self.max, hi)
-                self.sketch.add(_hash_ints(ints))
-            total = float(valid_values.sum())
+                self.sketch.add(_hash_ints(valid))
         else:
-            if not pa.types.is_float64(arr.type):
-                arr = arr.cast(pa.float64())
-            values = arr.to_numpy(zero_copy_only=False)
-            total = float(values.sum())
-            if arr.null_count or math.isnan(total):  # nulls arrive as NaN
-                nan = np.isnan(values)
-                if nan.any():
-                    invalid = nan
-            valid_values = values if invalid is None else values[~invalid]
-            count = len(valid_values)
-            if invalid is not None:
-                total = float(valid_values.sum())
-            if count:
-                lo_f, hi_f = float(valid_values.min()), float(valid_values.max())
-                self.min = lo_f if self.min is None else min(self.min, lo_f)
-                self.max = hi_f if self.max is None else max(self.max, hi_f)
-                self.sketch.add(_hash_floats(valid_values))
+            valid = values
+            if n:
+                lo_f, hi_f = float(values.min()), float(values.max())
+                if math.isnan(lo_f):  # NaN propagates through min: there are nulls or NaN
+                    valid = values[~np.isnan(values)]
+                    if len(valid):
+                        lo_f, hi_f = float(valid.min()), float(valid.max())
+                count = len(valid)
+                if count:
+                    self.min = lo_f if self.min is None else min(self.min, lo_f)
+                    self.max = hi_f if self.max is None else max(self.max, hi_f)
+                    self.sketch.add(_hash_floats(valid))
+            count = len(valid)
         self.count += count
         self.nulls += n - count
-        mean = total / count if count else 0.0
-        centre = mean if math.isfinite(mean) else 0.0
-        sampled = values[sample_rows] if sample_rows is not None else None
-        return _NumericBatch(values, invalid, count, mean, centre, sampled=sampled)
-
-    def merge_moments(self, batch: _NumericBatch) -> None:
-        with np.errstate(invalid="ignore", over="ignore"):
-            if batch.m2 is None:  # no Gram step: centre and square directly
-                valid = batch.values if batch.invalid is None else batch.values[~batch.invalid]
-                d = valid - batch.centre
-                batch.m2 = float(d @ d)
-            self.moments.merge(batch.count, batch.mean, batch.m2)
+        batch_moments = None
+        if moments and count:
+            f = valid.astype(np.float64, copy=False)
+            mean = float(f.sum()) / count
+            d = f - (mean if math.isfinite(mean) else 0.0)
+            batch_moments = (count, mean, float(d @ d))
+        sampled = None
+        if sample_rows is not None:
+            sampled = values[sample_rows].astype(np.float64, copy=False)
+            if inp.invalid is not None:
+                sampled[inp.invalid[sample_rows]] = np.nan
+        return _ColumnBatch(count, batch_moments, sampled)
 
     def finish(self) -> ColumnProfile:
         p = super().finish()
@@ -500,24 +529,39 @@ class _DatetimeState(_ColumnState):
 
 
 class _TopCounter:
-    """Counts per value for at most ``cap`` candidate values (the most frequent so far)."""
+    """Counts per value for at most ``cap`` candidate values (the most frequent so far).
+
+    Batches' counts wait in a list and are merged (one hash aggregation) once
+    they hold more than ``cap`` entries, so low-cardinality columns cost one
+    merge per many batches.
+    """
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.values: pa.Array | None = None
         self.counts: npt.NDArray[np.int64] = np.empty(0, np.int64)
         self.truncated = False
+        self._pending: list[tuple[pa.Array, npt.NDArray[np.int64]]] = []
+        self._pending_n = 0
 
-    def add(self, values: pa.Array, counts: npt.NDArray[np.int64], *, unique: bool) -> None:
-        if unique and len(values) > self.cap:  # a high-cardinality batch: only its most frequent values compete
+    def add(self, values: pa.Array, counts: npt.NDArray[np.int64]) -> None:
+        if len(values) > self.cap:  # a high-cardinality batch: only its most frequent values compete
             keep = np.argpartition(-counts, self.cap)[: self.cap]
             values, counts = values.take(pa.array(keep)), counts[keep]
             self.truncated = True
-        if self.values is not None and len(self.values):
-            values = pa.concat_arrays([self.values, values])
-            counts = np.concatenate([self.counts, counts])
-            unique = False
-        if not unique and len(values) > 1:
+        self._pending.append((values, counts))
+        self._pending_n += len(values)
+        if self._pending_n > self.cap:
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self._pending:
+            return
+        parts = ([(self.values, self.counts)] if self.values is not None else []) + self._pending
+        self._pending, self._pending_n = [], 0
+        values = pa.concat_arrays([v for v, _ in parts])
+        counts = np.concatenate([c for _, c in parts])
+        if len(values) > 1:
             grouped = pa.table({"v": values, "c": counts}).group_by("v").aggregate([("c", "sum")])
             values = grouped.column("v").combine_chunks()
             counts = np.asarray(grouped.column("c_sum").combine_chunks()).astype(np.int64)
@@ -528,6 +572,7 @@ class _TopCounter:
         self.values, self.counts = values, counts
 
     def top(self, k: int) -> list[tuple[Any, int]]:
+        self._merge()
         if self.values is None or not len(self.values) or k == 0:
             return []
         counts = self.counts
@@ -560,13 +605,20 @@ class _CategoryState(_ColumnState):
         if self.kind == "boolean":
             self.true += int(pc.sum(arr).as_py() or 0)
             return
+        if pa.types.is_string_view(arr.type):  # some kernels (take, group_by) lack view types
+            arr = arr.cast(pa.large_string())
         if pa.types.is_dictionary(arr.type):
             indices = np.asarray(arr.indices.fill_null(0) if arr.null_count else arr.indices)
             counts = np.bincount(indices, minlength=len(arr.dictionary)).astype(np.int64)
             if arr.null_count:
                 counts[0] -= arr.null_count
             present = np.flatnonzero(counts)
-            values = arr.dictionary.take(pa.array(present))
+            dictionary = arr.dictionary
+            if pa.types.is_string_view(dictionary.type) or pa.types.is_binary_view(dictionary.type):
+                dictionary = dictionary.cast(
+                    pa.large_string() if pa.types.is_string_view(dictionary.type) else pa.large_binary()
+                )
+            values = dictionary.take(pa.array(present))
             counts = counts[present]
             if values.null_count:  # a null dictionary entry makes null values
                 ok = np.asarray(values.is_valid())
@@ -574,7 +626,6 @@ class _CategoryState(_ColumnState):
                 self.nulls += extra
                 self.count -= extra
                 values, counts = values.filter(pa.array(ok)), counts[ok]
-            unique = False  # a dictionary may repeat values
         else:
             vc = pc.value_counts(arr)
             values = vc.field("values")
@@ -582,9 +633,8 @@ class _CategoryState(_ColumnState):
             if values.null_count:
                 ok = np.asarray(values.is_valid())
                 values, counts = values.filter(pa.array(ok)), counts[ok]
-            unique = True
         self.sketch.add(_hash_values(values))
-        self.counter.add(values, counts, unique=unique)
+        self.counter.add(values, counts)
 
     def finish(self) -> ColumnProfile:
         p = super().finish()
@@ -664,9 +714,12 @@ class _RowSample:
             self._pending.append((plan.keys, gathered))
             self._pending_n += len(plan.keys)
             return
-        keys, values = self._merged()
-        self.keys = np.concatenate([keys[plan.keep], plan.keys])
-        self.values = [np.concatenate([v[plan.keep], g]) for v, g in zip(values, gathered, strict=True)]
+        if len(plan.keep):
+            keys, values = self._merged()
+            self.keys = np.concatenate([keys[plan.keep], plan.keys])
+            self.values = [np.concatenate([v[plan.keep], g]) for v, g in zip(values, gathered, strict=True)]
+        else:  # the batch replaces the whole sample
+            self.keys, self.values = plan.keys, list(gathered)
         self._pending, self._pending_n = [], 0
 
     def _merged(self) -> tuple[F64, list[F64]]:
@@ -682,50 +735,72 @@ class _RowSample:
         if len(keys) > self.size:  # kept rows plus pending candidates: keep the top keys
             top = np.argpartition(keys, len(keys) - self.size)[len(keys) - self.size :]
             keys, values = keys[top], [v[top] for v in values]
-        return len(keys), [v[~np.isnan(v)] for v in values]
+        return len(keys), [v[~nan] if (nan := np.isnan(v)).any() else v for v in values]
 
 
 # -- correlations ------------------------------------------------------------------
 
 
-def _gram(batches: Sequence[_NumericBatch], masked: Sequence[int], start: int, stop: int) -> tuple[F64, F64 | None]:
-    """Gram matrix of rows ``start:stop`` of the centred columns (nulls as 0), a ones row and the masks.
+_PairSums = tuple[F64, F64, F64, F64]
 
-    Returns the Gram matrix and, when some columns have nulls, the sums of
-    squares of each column over the rows where each masked column is valid.
+
+def _pair_sums(inputs: Sequence[_NumericInput], centres: F64, start: int, stop: int) -> _PairSums:
+    """Sums over rows ``start:stop`` for every pair of numeric columns, about fixed centres.
+
+    Returns ``(n, sx, sxx, sxy)``, each ``p x p``: for pair ``(i, j)`` over the
+    rows where both are valid, the row count, ``Σ(x_i - c_i)``,
+    ``Σ(x_i - c_i)²`` and ``Σ(x_i - c_i)(x_j - c_j)``. Computed block by block
+    from one Gram matrix of the centred values (nulls as 0), a row of ones and
+    the validity masks of the columns with nulls in that block.
     """
-    with np.errstate(all="ignore"):  # infinities make NaN entries, which are left out of the matrix later
-        return _gram_rows(batches, masked, start, stop)
+    with np.errstate(all="ignore"):  # infinities make NaN sums, which are left out of the results
+        return _pair_sums_rows(inputs, centres, start, stop)
 
 
-def _gram_rows(
-    batches: Sequence[_NumericBatch], masked: Sequence[int], start: int, stop: int
-) -> tuple[F64, F64 | None]:
-    p, q = len(batches), len(masked)
-    width = p + 1 + q
+def _pair_sums_rows(inputs: Sequence[_NumericInput], centres: F64, start: int, stop: int) -> _PairSums:
+    p = len(inputs)
     block = min(_GRAM_BLOCK, stop - start)
-    buf = _scratch(width * block, 2, np.float64).reshape(width, block)
-    buf[p] = 1.0
-    gram = np.zeros((width, width))
-    sq = np.zeros((p, q)) if q else None
-    sq_buf = _scratch(p * block, 3, np.float64).reshape(p, block) if q else None
+    buf = _scratch((2 * p + 1) * block, 2, np.float64).reshape(2 * p + 1, block)
+    # blocks without nulls add their Gram matrix (values and a ones row) here ...
+    dense = np.zeros((p + 1, p + 1))
+    # ... blocks with nulls add their pair sums here
+    n_sum, sx_sum, sxx_sum, sxy_sum = (np.zeros((p, p)) for _ in range(4))
+    cols = np.arange(p)
     for lo in range(start, stop, block):
         hi = min(lo + block, stop)
         z = buf if hi - lo == block else buf[:, : hi - lo]
-        for i, b in enumerate(batches):
-            np.subtract(b.values[lo:hi], b.centre, out=z[i])
-            if b.invalid is not None:
-                np.copyto(z[i], 0.0, where=b.invalid[lo:hi])
-        for r, i in enumerate(masked):
-            inv = batches[i].invalid
-            assert inv is not None
-            np.logical_not(inv[lo:hi], out=z[p + 1 + r], casting="unsafe")
-        gram += z @ z.T
-        if sq is not None and sq_buf is not None:
-            s = sq_buf if hi - lo == block else sq_buf[:, : hi - lo]
-            np.square(z[:p], out=s)
-            sq += s @ z[p + 1 :].T
-    return gram, sq
+        x = z[:p]
+        z[p] = 1.0
+        for i, inp in enumerate(inputs):
+            np.subtract(inp.values[lo:hi], centres[i], out=x[i])
+            if inp.invalid is not None:
+                np.copyto(x[i], np.nan, where=inp.invalid[lo:hi])
+        gram = z[: p + 1] @ z[: p + 1].T
+        if not np.isnan(gram.diagonal()).any():  # a null (NaN) in column i makes gram[i, i] NaN
+            dense += gram
+            continue
+        invalid = np.isnan(x)
+        masked = np.flatnonzero(invalid.any(axis=1))
+        q = len(masked)
+        np.copyto(x, 0.0, where=invalid)
+        for r, col in enumerate(masked):
+            np.logical_not(invalid[col], out=z[p + 1 + r], casting="unsafe")
+        zz = z[: p + 1 + q]
+        gram = zz @ zz.T
+        # row of each column's validity mask in the Gram matrix (p: the all-ones row)
+        r_idx = np.full(p, p)
+        r_idx[masked] = p + 1 + np.arange(q)
+        n_sum += gram[np.ix_(r_idx, r_idx)]
+        sx_sum += gram[np.ix_(cols, r_idx)]
+        sxy_sum += gram[:p, :p]
+        sxx = np.repeat(np.diag(gram)[:p, None], p, axis=1)
+        sxx[:, masked] = np.square(x) @ z[p + 1 : p + 1 + q].T
+        sxx_sum += sxx
+    n_sum += dense[p, p]
+    sx_sum += dense[:p, p][:, None]
+    sxx_sum += np.diag(dense)[:p, None]
+    sxy_sum += dense[:p, :p]
+    return n_sum, sx_sum, sxx_sum, sxy_sum
 
 
 class _Correlations:
@@ -744,34 +819,26 @@ class _Correlations:
         self.m2 = np.zeros((p, p))
         self.c = np.zeros((p, p))
 
-    def update(self, batches: Sequence[_NumericBatch], rows: int, run: _Runner) -> None:
-        """Fold one batch in; also fills each batch's own ``m2`` (sum of squared deviations)."""
-        p = self.p
-        masked = [i for i, b in enumerate(batches) if b.invalid is not None]
-        parts = run.workers if rows >= 4 * _GRAM_BLOCK else 1
-        bounds = [rows * k // parts for k in range(parts + 1)]
-        futures = [run.submit(_gram, batches, masked, bounds[k], bounds[k + 1]) for k in range(parts)]
-        results = [f.result() for f in futures]
-        gram = sum((g for g, _ in results), np.zeros((p + 1 + len(masked),) * 2))
-        sq = None if not masked else sum((s for _, s in results if s is not None), np.zeros((p, len(masked))))
-        # row/column of each column's validity mask in the Gram matrix (p = the all-ones row)
-        r_idx = np.full(p, p)
-        for r, i in enumerate(masked):
-            r_idx[i] = p + 1 + r
-        n_b = gram[np.ix_(r_idx, r_idx)]
-        sx = gram[np.ix_(np.arange(p), r_idx)]
-        sxx = np.repeat(np.diag(gram)[:p, None], p, axis=1)
-        if sq is not None:
-            for r, i in enumerate(masked):
-                sxx[:, i] = sq[:, r]
-        sxy = gram[:p, :p]
-        centres = np.array([b.centre for b in batches])
+    def centres(self, inputs: Sequence[_NumericInput]) -> F64:
+        """Per column, what to subtract before squaring: the mean so far, or the mean of the batch's first rows."""
+        out = np.zeros(self.p)
+        with np.errstate(all="ignore"):
+            for i, inp in enumerate(inputs):
+                mean = self.mean[i, i] if self.n[i, i] > 0 else math.nan
+                if not math.isfinite(mean):
+                    head = inp.values[:_GRAM_BLOCK].astype(np.float64, copy=False)
+                    ok = ~np.isnan(head) if inp.invalid is None else ~inp.invalid[:_GRAM_BLOCK]
+                    mean = float(head[ok].mean()) if ok.any() else 0.0
+                out[i] = mean if math.isfinite(mean) else 0.0
+        return out
+
+    def merge(self, sums: Sequence[_PairSums], centres: F64) -> list[tuple[int, float, float]]:
+        """Fold one batch's pair sums in; returns each column's own ``(n, mean, M2)`` for the batch."""
+        n_b, sx, sxx, sxy = (np.sum([parts[k] for parts in sums], axis=0) for k in range(4))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             mb = np.where(n_b > 0, sx / n_b, 0.0)
             vb = np.where(n_b > 0, sxx - sx * mb, 0.0)
             cb = np.where(n_b > 0, sxy - sx * mb.T, 0.0)
-            for i, b in enumerate(batches):
-                b.m2 = float(vb[i, i]) if b.count else 0.0
             mb = mb + centres[:, None]
             total = self.n + n_b
             frac = np.where(total > 0, n_b / total, 0.0)
@@ -781,6 +848,7 @@ class _Correlations:
             self.m2 = self.m2 + vb + d * d * weight
             self.c = self.c + cb + d * d.T * weight
         self.n = total
+        return [(int(n_b[i, i]), float(mb[i, i]), float(vb[i, i])) for i in range(self.p)]
 
     def matrix(self, names: Sequence[str]) -> dict[str, dict[str, float]]:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -798,17 +866,20 @@ class _Correlations:
 # -- parallelism ---------------------------------------------------------------------
 
 _pool: ThreadPoolExecutor | None = None
+_pool_workers = 0
 _pool_pid = 0
 _pool_lock = threading.Lock()
 
 
 def _shared_pool(workers: int) -> ThreadPoolExecutor:
-    """One process-wide pool of worker threads (recreated after a fork)."""
-    global _pool, _pool_pid
+    """One process-wide pool of worker threads, grown on demand (and recreated after a fork)."""
+    global _pool, _pool_workers, _pool_pid
     with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid() or _pool._max_workers < workers:
+        if _pool is None or _pool_pid != os.getpid() or _pool_workers < workers:
+            if _pool is not None and _pool_pid == os.getpid():
+                _pool.shutdown(wait=False)  # running tasks finish; idle threads exit
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="loopml-profile")
-            _pool_pid = os.getpid()
+            _pool_workers, _pool_pid = workers, os.getpid()
         return _pool
 
 
@@ -816,19 +887,14 @@ class _Runner:
     """Runs independent per-column tasks on worker threads (NumPy and Arrow release the GIL), or inline."""
 
     def __init__(self, workers: int) -> None:
-        self.workers = workers
         self._pool = _shared_pool(workers) if workers > 1 else None
 
-    def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
+    def submit(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> Future[_T]:
         if self._pool is None:
             f: Future[_T] = Future()
-            f.set_result(fn(*args))
+            f.set_result(fn(*args, **kwargs))
             return f
-        return self._pool.submit(fn, *args)
-
-    def map(self, fn: Callable[[_A], _T], items: Iterable[_A]) -> list[_T]:
-        futures = [self.submit(fn, item) for item in items]
-        return [f.result() for f in futures]
+        return self._pool.submit(fn, *args, **kwargs)
 
 
 # -- builder -------------------------------------------------------------------------
@@ -864,7 +930,7 @@ class ProfileBuilder:
         top_k: int = 20,
         sample_size: int = 100_000,
         seed: int = 0,
-        max_exact_distinct: int = 100_000,
+        max_exact_distinct: int = 16_384,
         distinct_sketch: int = 16_384,
         threads: int | None = None,
     ) -> None:
@@ -928,27 +994,36 @@ class ProfileBuilder:
         if rows == 0:
             return
         run = self._runner(rows * batch.num_columns)
-        plan = self._sample.plan(rows) if self._numeric else None
-        sample_rows = plan.rows if plan is not None else None
-        numeric_futures: list[Future[_NumericBatch]] = []
+        numeric = [i for i, st in enumerate(self._states) if isinstance(st, _NumericState)]
+        inputs = [_numeric_input(batch.column(i), st.is_int) for i, st in zip(numeric, self._numeric, strict=True)]
+        corr = self._corr
+        # longest tasks first: the Gram step, then strings, then the numeric columns
+        pair_futures: list[Future[_PairSums]] = []
+        centres = np.zeros(0)
+        if corr is not None:
+            centres = corr.centres(inputs)
+            pair_futures.append(run.submit(_pair_sums, inputs, centres, 0, rows))
         other_futures: list[Future[None]] = []
-        # numeric columns first: the correlation step waits for them while the rest runs
-        for i, state in enumerate(self._states):
-            if isinstance(state, _NumericState):
-                col = batch.column(i)
-                numeric_futures.append(run.submit(state.update_numeric, col, sample_rows))
         for i, state in enumerate(self._states):
             if not isinstance(state, _NumericState):
-                col = batch.column(i)
-                other_futures.append(run.submit(state.update, col))
-        numeric = [f.result() for f in numeric_futures]
-        if numeric:
-            if self._corr is not None:
-                self._corr.update(numeric, rows, run)
-            for state, b in zip(self._numeric, numeric, strict=True):
-                state.merge_moments(b)
-            if plan is not None:
-                self._sample.commit(plan, [b.sampled for b in numeric if b.sampled is not None])
+                other_futures.append(run.submit(state.update, batch.column(i)))
+        plan = self._sample.plan(rows) if inputs else None  # meanwhile: which rows enter the sample
+        sample_rows = plan.rows if plan is not None else None
+        numeric_futures = [
+            run.submit(state.update_numeric, inp, sample_rows, moments=corr is None)
+            for state, inp in zip(self._numeric, inputs, strict=True)
+        ]
+        results = [f.result() for f in numeric_futures]
+        if corr is not None:
+            per_column = corr.merge([f.result() for f in pair_futures], centres)
+            for state, m in zip(self._numeric, per_column, strict=True):
+                state.moments.merge(*m)
+        else:
+            for state, r in zip(self._numeric, results, strict=True):
+                if r.moments is not None:
+                    state.moments.merge(*r.moments)
+        if plan is not None:
+            self._sample.commit(plan, [r.sampled for r in results if r.sampled is not None])
         for f in other_futures:
             f.result()
 

@@ -37,8 +37,8 @@ main { max-width:1160px; margin:0 auto; padding:28px 24px 48px; }
 h1 { font-size:24px; margin:0 0 4px; } h2 { font-size:18px; margin:32px 0 12px; }
 h3 { font-size:15px; margin:0; display:flex; gap:8px; align-items:center; flex-wrap:wrap; }
 .sub { color:var(--muted); margin:0; }
-.cards { display:grid; grid-template-columns:repeat(auto-fill,minmax(150px,1fr)); gap:12px; margin-top:20px; }
-.stat { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:12px 14px; }
+.cards { display:flex; flex-wrap:wrap; gap:12px; margin-top:20px; }
+.stat { flex:1 1 130px; background:var(--card); border:1px solid var(--line); border-radius:10px; padding:12px 14px; }
 .stat b { display:block; font-size:20px; } .stat span { color:var(--muted); font-size:12px; }
 table { border-collapse:collapse; width:100%; background:var(--card); }
 th, td { padding:6px 10px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
@@ -51,8 +51,8 @@ a { color:#1d4ed8; text-decoration:none; } a:hover { text-decoration:underline; 
 .pii { display:inline-block; padding:1px 8px; border-radius:999px; font-size:11px; font-weight:600;
   background:#fee2e2; color:#b91c1c; border:1px solid #fecaca; }
 .sev-error { color:#b91c1c; font-weight:600; } .sev-warning { color:#b45309; font-weight:600; }
-.columns { display:grid; grid-template-columns:repeat(auto-fill,minmax(520px,1fr)); gap:14px; }
-.col { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:14px 16px; }
+.columns { display:flex; flex-wrap:wrap; gap:14px; }
+.col { flex:1 1 520px; min-width:0; background:var(--card); border:1px solid var(--line); border-radius:10px; padding:14px 16px; }
 .col .body { display:flex; gap:16px; align-items:flex-start; margin-top:10px; flex-wrap:wrap; }
 .col table { width:auto; min-width:170px; font-size:13px; }
 .col td, .col th { padding:2px 8px 2px 0; border:0; }
@@ -319,7 +319,7 @@ def _heatmap(profile: Profile) -> str:
         )
     n = len(names)
     cell = max(10.0, min(28.0, 640 / n))
-    label_w = 130
+    label_w = 150
     grid = cell * n
     legend_h = 46
     width = label_w + grid + 10

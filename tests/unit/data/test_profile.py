@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import math
 
@@ -13,7 +14,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_wine
 
 from loopml.data.models import Profile
-from loopml.data.profile import QUANTILES, ProfileBuilder, column_kind, profile_table
+from loopml.data.profile import MAX_CORRELATION_COLUMNS, QUANTILES, ProfileBuilder, column_kind, profile_table
 from loopml.errors import InvalidInputError
 
 LOADERS = {
@@ -152,6 +153,17 @@ def test_correlations_with_nulls_use_pairwise_complete_rows() -> None:
         assert_matches_pandas(profile, df)
 
 
+def test_wide_tables_skip_correlations_but_keep_moments() -> None:
+    df = frame("digits")  # 65 numeric columns: more than MAX_CORRELATION_COLUMNS
+    assert len(df.columns) > MAX_CORRELATION_COLUMNS
+    df = df.astype({"pixel_3_3": "float64"})
+    df.loc[df.index[::7], "pixel_3_3"] = np.nan
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    profile = profile_table(table.to_batches(max_chunksize=500))
+    assert profile.correlations == {}
+    assert_matches_pandas(profile, df)
+
+
 def test_constant_and_short_columns_have_no_correlation() -> None:
     profile = profile_table(pd.DataFrame({"x": [1.0, 2.0, 3.0], "c": [5.0, 5.0, 5.0]}))
     assert profile.correlations == {"x": {"x": 1.0}}
@@ -201,12 +213,13 @@ def test_dictionary_with_nulls_and_repeated_dictionary_values() -> None:
     assert c.top == [("a", 2), ("b", 2)]
 
 
-def test_distinct_is_approximate_beyond_the_exact_limit() -> None:
+@pytest.mark.parametrize("chunk", [1_000_000, 65_536])
+def test_distinct_is_approximate_beyond_the_exact_limit(chunk: int) -> None:
     rng = np.random.default_rng(7)
     ints = rng.integers(0, 200_000, 1_000_000)
     floats = rng.normal(size=1_000_000)
     table = pa.table({"i": ints, "f": floats})
-    profile = profile_table(table.to_batches(max_chunksize=300_000))
+    profile = profile_table(table.to_batches(max_chunksize=chunk))
     i, f = profile.columns["i"], profile.columns["f"]
     truth = len(np.unique(ints))
     assert i.distinct_approx and f.distinct_approx
@@ -232,9 +245,16 @@ def test_string_distinct_is_approximate_beyond_the_exact_limit() -> None:
 
 def test_distinct_stays_exact_below_the_limit_with_large_batches() -> None:
     rng = np.random.default_rng(5)
-    ints = rng.integers(0, 50_000, 400_000)
-    c = profile_table(pa.table({"i": ints})).columns["i"]
+    ints = rng.integers(0, 12_000, 400_000)
+    floats = rng.integers(0, 50_000, 400_000) / 7
+    table = pa.table({"i": ints, "f": floats})
+    c = profile_table(table).columns["i"]
     assert not c.distinct_approx and c.distinct == len(np.unique(ints))
+    builder = ProfileBuilder(table.schema, max_exact_distinct=100_000)
+    for batch in table.to_batches(max_chunksize=150_000):
+        builder.update(batch)
+    c = builder.finish().columns["f"]
+    assert not c.distinct_approx and c.distinct == len(np.unique(floats))
 
 
 def test_negative_zero_is_zero() -> None:
@@ -385,22 +405,35 @@ def test_column_kinds() -> None:
     assert column_kind(pa.list_(pa.int64())) == "other"
 
 
-def test_other_numeric_types() -> None:
-    import decimal
-
+def test_other_types() -> None:
     table = pa.table(
         {
             "dec": pa.array([decimal.Decimal("1.50"), decimal.Decimal("2.25"), None], pa.decimal128(10, 2)),
+            "f16": pa.array(np.array([1.5, 2.5, np.nan], dtype=np.float16)),
             "f32": pa.array([1.5, 2.5, None], pa.float32()),
+            "u8": pa.array([1, 2, None], pa.uint8()),
             "u64": pa.array([2**63 + 1, 5, 7], pa.uint64()),
             "bin": pa.array([b"a", None, b"c"]),
+            "dur": pa.array([1, 2, None], pa.duration("s")),
+            "null": pa.array([None, None, None]),
+            "view": pa.array(["a", "b", "a"]).cast(pa.string_view()),
+            "dict_view": pa.array(["x", "y", "x"]).cast(pa.string_view()).dictionary_encode(),
+            "dict_int": pa.array([3, 4, 3]).dictionary_encode(),
         }
     )
     profile = profile_table(table)
-    assert profile.columns["dec"].mean == 1.875 and profile.columns["dec"].nulls == 1
-    assert profile.columns["f32"].max == 2.5
-    assert profile.columns["u64"].max == 2**63 + 1 and profile.columns["u64"].distinct == 3
-    assert (profile.columns["bin"].kind, profile.columns["bin"].count) == ("other", 2)
+    c = profile.columns
+    assert c["dec"].mean == 1.875 and c["dec"].nulls == 1
+    assert c["f16"].max == 2.5 and c["f16"].nulls == 1
+    assert c["f32"].max == 2.5
+    assert (c["u8"].min, c["u8"].max, c["u8"].nulls) == (1, 2, 1)
+    assert c["u64"].max == 2**63 + 1 and c["u64"].distinct == 3
+    assert (c["bin"].kind, c["bin"].count, c["bin"].nulls) == ("other", 2, 1)
+    assert (c["dur"].kind, c["null"].kind, c["null"].nulls) == ("other", "other", 3)
+    assert c["view"].top == [("a", 2), ("b", 1)] and c["view"].distinct == 2
+    assert c["dict_view"].top == [("x", 2), ("y", 1)]
+    assert c["dict_int"].top == [(3, 2), (4, 1)]
+    json.dumps(profile.to_dict(), allow_nan=False)
 
 
 def test_schema_problems_are_clear_errors() -> None:
