@@ -44,6 +44,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from _common import fmt_time, machine_load  # bench/ is on sys.path when a script runs
+
 HERE = Path(__file__).resolve().parent
 MLFLOW_VENV = HERE / ".venvs" / "mlflow"
 MLFLOW_REQUIREMENTS = ["mlflow>=3,<4", "scikit-learn"]
@@ -700,25 +702,6 @@ def run_side_process(side: str, python: str, quick: bool, progress: Any, task: A
             log.unlink(missing_ok=True)
             result["stderr_log"] = None
     return result
-
-
-def machine_load() -> dict[str, Any]:
-    cpus = os.cpu_count() or 1
-    try:
-        one = os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return {"cpus": cpus, "loadavg_1m": None, "busy": False}
-    return {"cpus": cpus, "loadavg_1m": one, "busy": one > 0.5 * cpus}
-
-
-def fmt_time(s: float | None) -> str:
-    if s is None:
-        return "n/a"
-    if s < 1e-3:
-        return f"{s * 1e6:.0f} µs"
-    if s < 1:
-        return f"{s * 1e3:.1f} ms"
-    return f"{s:.2f} s"
 
 
 def fmt_bytes(n: int) -> str:

@@ -11,23 +11,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_wine
+from sklearn_frames import LOADERS, sklearn_frame
 
 from loopml.data.models import Profile
 from loopml.data.profile import MAX_CORRELATION_COLUMNS, QUANTILES, ProfileBuilder, column_kind, profile_table
 from loopml.errors import InvalidInputError
 
-LOADERS = {
-    "breast_cancer": load_breast_cancer,
-    "wine": load_wine,
-    "digits": load_digits,
-    "diabetes": load_diabetes,
-}
-
 
 def frame(name: str) -> pd.DataFrame:
-    df: pd.DataFrame = LOADERS[name](as_frame=True).frame
-    return df
+    return sklearn_frame(name)
 
 
 def rel_close(a: float | None, b: float, tol: float = 1e-9) -> bool:

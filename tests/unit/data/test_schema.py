@@ -10,23 +10,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_wine
+from sklearn_frames import LOADERS, sklearn_frame
 
 from loopml.data.models import ColumnProfile, Profile
 from loopml.data.profile import profile_table
 from loopml.data.schema import ColumnSchema, Schema, infer_schema, type_family
 from loopml.errors import ConfigError, InvalidInputError
 
-LOADERS = {
-    "breast_cancer": load_breast_cancer,
-    "wine": load_wine,
-    "digits": load_digits,
-    "diabetes": load_diabetes,
-}
-
 
 def frame(name: str) -> pd.DataFrame:
-    return LOADERS[name](as_frame=True).frame
+    return sklearn_frame(name)
 
 
 def wine_with_classes() -> pd.DataFrame:

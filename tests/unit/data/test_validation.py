@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_wine
+from sklearn_frames import LOADERS, sklearn_frame
 
 import loopml.data.validation as validate_module
 from loopml.data.models import Anomaly
@@ -21,16 +21,9 @@ from loopml.data.schema import ColumnSchema, Schema, infer_schema
 from loopml.data.validation import has_errors, validate, validate_record, validate_records
 from loopml.errors import InvalidInputError
 
-LOADERS = {
-    "breast_cancer": load_breast_cancer,
-    "wine": load_wine,
-    "digits": load_digits,
-    "diabetes": load_diabetes,
-}
-
 
 def frame(name: str) -> pd.DataFrame:
-    df = LOADERS[name](as_frame=True).frame
+    df = sklearn_frame(name)
     if name == "wine":
         df["cls"] = df["target"].map(lambda i: f"class_{i}")
     return df
