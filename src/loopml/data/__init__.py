@@ -8,11 +8,10 @@ Owns the ``datasets``, ``dataset_versions``, ``dataset_version_tags``,
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from loopml.config import Settings, load_settings
+from loopml.config import Settings
 from loopml.data.models import (
     Anomaly,
     ColumnInfo,
@@ -30,7 +29,7 @@ from loopml.data.schema import Check, ColumnSchema, Schema, infer_schema
 from loopml.data.service import DataService, RegisterResult
 from loopml.data.skew import compare_profiles
 from loopml.data.validation import has_errors, validate, validate_record, validate_records
-from loopml.storage import get_backend
+from loopml.storage import get_service, reset_services
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,19 +75,9 @@ __all__ = [
     "write_profile_html",
 ]
 
-_services: dict[tuple[str, str], DataService] = {}
-_lock = threading.Lock()
-
-
 def get_data(settings: Settings | None = None) -> DataService:
     """The process-wide :class:`DataService` for ``settings`` (default: the project's)."""
-    settings = settings or load_settings()
-    key = (settings.metadata_url, settings.artifact_root)
-    with _lock:
-        svc = _services.get(key)
-        if svc is None:
-            svc = _services[key] = DataService(get_backend(settings))
-    return svc
+    return get_service("data", DataService, settings)
 
 
 def register(name: str, data: Any, *, source: str | None = None, description: str | None = None,
@@ -146,5 +135,4 @@ def delete_alias(name: str, alias: str, *, settings: Settings | None = None) -> 
 
 def reset() -> None:
     """Forget cached services (tests, or after changing settings)."""
-    with _lock:
-        _services.clear()
+    reset_services("data")

@@ -9,15 +9,14 @@ Also available as :mod:`loopml.models`.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from loopml.config import Settings, load_settings
+from loopml.config import Settings
 from loopml.registry.models import AliasChange, ModelVersion, RegisteredModel
 from loopml.registry.service import LoadedModel, RegistryService
 from loopml.registry.signature import ColumnSpec, Signature, infer_signature
 from loopml.registry.uri import ModelRef, parse_model_uri
-from loopml.storage import get_backend
+from loopml.storage import get_service, reset_services
 
 __all__ = [
     "AliasChange",
@@ -46,19 +45,9 @@ __all__ = [
     "update_version",
 ]
 
-_services: dict[tuple[str, str], RegistryService] = {}
-_lock = threading.Lock()
-
-
 def get_registry(settings: Settings | None = None) -> RegistryService:
     """The process-wide :class:`RegistryService` for ``settings`` (default: the project's)."""
-    settings = settings or load_settings()
-    key = (settings.metadata_url, settings.artifact_root)
-    with _lock:
-        svc = _services.get(key)
-        if svc is None:
-            svc = _services[key] = RegistryService(get_backend(settings))
-    return svc
+    return get_service("registry", RegistryService, settings)
 
 
 def register(model: Any, name: str, *, input_example: Any = None, signature: Signature | None = None,
@@ -134,5 +123,4 @@ def alias_history(name: str, alias: str | None = None, *, settings: Settings | N
 
 def reset() -> None:
     """Forget cached services (tests, or after changing settings)."""
-    with _lock:
-        _services.clear()
+    reset_services("registry")

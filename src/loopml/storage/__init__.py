@@ -7,6 +7,8 @@ layout and migrations. Domains reach it through :class:`Backend`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from loopml.config import Settings, load_settings
 from loopml.storage.base import Backend, BlobInfo, BlobStore, MetadataStore
@@ -23,13 +25,17 @@ __all__ = [
     "S3BlobStore",
     "SqlMetadataStore",
     "get_backend",
+    "get_service",
     "open_backend",
     "reset_backends",
+    "reset_services",
     "sha256_file",
 ]
 
+_T = TypeVar("_T")
 _lock = threading.Lock()
 _backends: dict[tuple[str, str, str | None], Backend] = {}
+_services: dict[tuple[str, str, str, str | None], Any] = {}
 
 
 def open_backend(settings: Settings) -> Backend:
@@ -52,8 +58,38 @@ def get_backend(settings: Settings | None = None) -> Backend:
         return backend
 
 
+def get_service(name: str, factory: Callable[[Backend], _T], settings: Settings | None = None) -> _T:
+    """The process-wide service ``name`` (e.g. ``"tracking"``) on the backend for ``settings``.
+
+    Built once with ``factory(backend)`` and cached, so every caller in a process
+    shares one service (and its caches and buffers) per project.
+    """
+    settings = settings or load_settings()
+    key = (name, settings.metadata_url, settings.artifact_root, settings.s3_endpoint_url)
+    svc: _T | None = _services.get(key)
+    if svc is None:
+        backend = get_backend(settings)
+        with _lock:
+            svc = _services.get(key)
+            if svc is None:
+                svc = _services[key] = factory(backend)
+    return svc
+
+
+def reset_services(name: str | None = None) -> None:
+    """Close (when they have ``close()``) and forget cached services, all or those called ``name``."""
+    with _lock:
+        keys = [k for k in _services if name is None or k[0] == name]
+        found = [_services.pop(k) for k in keys]
+    for svc in found:
+        close = getattr(svc, "close", None)
+        if callable(close):
+            close()
+
+
 def reset_backends() -> None:
-    """Close and forget every cached backend (after a fork, or in tests)."""
+    """Close and forget every cached service and backend (after a fork, or in tests)."""
+    reset_services()
     with _lock:
         for b in _backends.values():
             b.close()

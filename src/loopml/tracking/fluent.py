@@ -16,9 +16,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from loopml.config import Settings, load_settings
+from loopml.config import Settings
 from loopml.errors import ConflictError, RunNotActiveError
-from loopml.storage import get_backend
+from loopml.storage import get_service, reset_services
 from loopml.tracking.models import ArtifactInfo, DatasetRef, Metric, Run, RunPage, RunStatus
 from loopml.tracking.service import TrackingService
 
@@ -45,23 +45,13 @@ __all__ = [
     "start_run",
 ]
 
-_services: dict[tuple[str, str], TrackingService] = {}
-_services_lock = threading.Lock()
 _local = threading.local()
 _open_runs: dict[str, ActiveRun] = {}
 
 
 def get_tracking(settings: Settings | None = None) -> TrackingService:
     """The process-wide :class:`TrackingService` for ``settings`` (default: the project's)."""
-    settings = settings or load_settings()
-    key = (settings.metadata_url, settings.artifact_root)
-    svc = _services.get(key)
-    if svc is None:
-        with _services_lock:
-            svc = _services.get(key)
-            if svc is None:
-                svc = _services[key] = TrackingService(get_backend(settings))
-    return svc
+    return get_service("tracking", TrackingService, settings)
 
 
 def _stack() -> list[ActiveRun]:
@@ -298,9 +288,7 @@ def _end_open_runs_at_exit() -> None:
 
 def reset() -> None:
     """Forget cached services and active runs (tests, or after changing settings)."""
-    for svc in list(_services.values()):
-        svc.close()
-    _services.clear()
+    reset_services("tracking")
     _open_runs.clear()
     _local.stack = []
 
