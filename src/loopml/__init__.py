@@ -32,19 +32,23 @@ _LAZY: dict[str, str] = {
     "compare_runs": "loopml.tracking",
     "download_artifact": "loopml.tracking",
     "RunStatus": "loopml.tracking",
+    # pipelines
+    "step": "loopml.pipelines",
+    "Pipeline": "loopml.pipelines",
     # configuration and errors
     "Settings": "loopml.config",
     "load_settings": "loopml.config",
     "LoopmlError": "loopml.errors",
 }
-_SUBMODULES = ("config", "data", "errors", "models", "registry", "sklearn", "storage", "tracking")
+_SUBMODULES = ("config", "data", "errors", "models", "pipelines", "registry", "sklearn", "storage", "tracking")
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 
 if TYPE_CHECKING:
-    from loopml import config, data, errors, models, registry, sklearn, storage, tracking
+    from loopml import config, data, errors, models, pipelines, registry, sklearn, storage, tracking
     from loopml.config import Settings, load_settings
     from loopml.errors import LoopmlError
+    from loopml.pipelines import Pipeline, step
     from loopml.tracking import (
         RunStatus,
         active_run,

@@ -51,6 +51,7 @@ ENV_VARS: dict[str, EnvVar] = {
         EnvVar("LOOPML_METRIC_FLUSH_INTERVAL", float, 1.0, "Seconds between background flushes of buffered metrics.", "metric_flush_interval"),
         EnvVar("LOOPML_METRIC_BUFFER_SIZE", int, 5000, "Buffered metric points that trigger an immediate flush.", "metric_buffer_size"),
         EnvVar("LOOPML_S3_ENDPOINT_URL", str, None, "Endpoint of an S3-compatible store (MinIO, Ceph, ...).", "s3_endpoint_url"),
+        EnvVar("LOOPML_PIPELINE_MODULES", str, None, "Comma-separated modules (or .py files) that define the project's pipelines.", "pipeline_modules"),
         EnvVar("LOOPML_USER", str, None, "User name recorded on runs and audit entries (default: the OS user).", "user"),
         EnvVar("LOOPML_REQUIRE_SERVICES", bool, False, "Tests: fail instead of skip when PostgreSQL/Redis/Chromium are missing."),
     ]
@@ -91,6 +92,7 @@ class Settings:
     metric_buffer_size: int = 5000
     s3_endpoint_url: str | None = None
     user: str | None = None
+    pipeline_modules: tuple[str, ...] = ()
 
     @classmethod
     def for_dir(cls, project_dir: str | os.PathLike[str], **overrides: Any) -> Settings:
@@ -111,6 +113,7 @@ _FIELD_TYPES: dict[str, type] = {
     "metric_flush_interval": float,
     "metric_buffer_size": int,
     "user": str,
+    "pipeline_modules": list,
 }
 
 _FILE_KEYS = {
@@ -121,6 +124,7 @@ _FILE_KEYS = {
     ("tracking", "metric_flush_interval"): "metric_flush_interval",
     ("tracking", "metric_buffer_size"): "metric_buffer_size",
     ("project", "user"): "user",
+    ("pipelines", "modules"): "pipeline_modules",
 }
 
 
@@ -158,6 +162,10 @@ def _read_file(path: Path) -> dict[str, Any]:
                 raise ConfigError(
                     f"{path}: [{table}] {key} = {value!r} must be a {want.__name__}, not {type(value).__name__}"
                 )
+            if want is list:
+                if not all(isinstance(v, str) for v in value):
+                    raise ConfigError(f"{path}: [{table}] {key} must be a list of strings, got {value!r}")
+                value = tuple(value)
             found[field] = value
     return found
 
@@ -193,6 +201,7 @@ def load_settings(project_dir: str | os.PathLike[str] | None = None, **overrides
         "metric_buffer_size": 5000,
         "s3_endpoint_url": None,
         "user": None,
+        "pipeline_modules": (),
     }
     cfg = d / CONFIG_FILE
     if cfg.is_file():
@@ -203,6 +212,8 @@ def load_settings(project_dir: str | os.PathLike[str] | None = None, **overrides
             if v is not None:
                 values[var.setting] = v
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(values["pipeline_modules"], str):
+        values["pipeline_modules"] = tuple(m.strip() for m in values["pipeline_modules"].split(",") if m.strip())
     unknown = set(values) - {f.name for f in dataclasses.fields(Settings)}
     if unknown:
         raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(f.name for f in dataclasses.fields(Settings))}")
@@ -226,6 +237,11 @@ artifact_root = ".loopml/artifacts"               # LOOPML_ARTIFACT_ROOT
 
 # Endpoint of an S3-compatible store such as MinIO (leave unset for AWS).
 # s3_endpoint_url = "http://127.0.0.1:9000"      # LOOPML_S3_ENDPOINT_URL
+
+[pipelines]
+# Modules (importable from this folder) or .py files that define pipelines;
+# `loopml pipeline list` imports them.
+# modules = ["pipelines.train"]                   # LOOPML_PIPELINE_MODULES
 
 [tracking]
 # Metric points are buffered and written in batches: at most this many

@@ -269,3 +269,92 @@ dataset_alias_history = Table(
     Column("changed_by", String(256), nullable=True),
     Index("ix_dataset_alias_history_name_alias", "name", "alias", "id"),
 )
+
+# -- pipelines and the event stream (revision 0003) --------------------------------
+
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("pipeline", String(256), nullable=False),
+    Column("status", String(16), nullable=False),  # running | finished | failed
+    Column("params", JSON, nullable=False),
+    Column("seed", BigInteger, nullable=False),
+    Column("cache", Boolean, nullable=False),
+    Column("executor", String(32), nullable=False),
+    Column("trigger", String(256), nullable=True),
+    Column("git_commit", String(64), nullable=True),
+    Column("started_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_pipeline_runs_pipeline_started", "pipeline", "started_at"),
+)
+
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("pipeline_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("step", String(256), nullable=False),
+    # pending | running | done | cached | failed | skipped
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("cache_key", String(64), nullable=True),
+    Column("code_hash", String(64), nullable=True),
+    Column("input_hashes", JSON, nullable=True),
+    Column("params", JSON, nullable=True),
+    Column("outputs", JSON, nullable=True),  # name -> {key, sha256, size, format}
+    Column("cached_from", Integer, nullable=True),  # the step_runs row whose outputs were reused
+    Column("cache_miss", Text, nullable=True),  # why the cache was not used
+    Column("started_at", BigInteger, nullable=True),
+    Column("ended_at", BigInteger, nullable=True),
+    Column("logs", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    UniqueConstraint("run_id", "step", name="uq_step_runs_run_step"),
+    Index("ix_step_runs_cache_key", "cache_key"),
+    Index("ix_step_runs_step_ended", "step", "ended_at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),  # dataset.version_created | alert.raised | deployment.changed ...
+    Column("subject", String(256), nullable=True),  # e.g. the dataset or deployment name
+    Column("payload", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_events_kind_id", "kind", "id"),
+)
+
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("pipeline", String(256), nullable=False),
+    Column("kind", String(16), nullable=False),  # cron | dataset | event
+    Column("spec", String(512), nullable=False),  # cron expression, dataset name, or event kind
+    Column("params", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("cursor", String(128), nullable=True),  # last scheduled time / dataset version / event id handled
+    Column("created_at", BigInteger, nullable=False),
+)
+
+trigger_firings = Table(
+    "trigger_firings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trigger_id", Integer, ForeignKey("triggers.id", ondelete="CASCADE"), nullable=False),
+    Column("fire_key", String(128), nullable=False),  # what fired: a scheduled time, a dataset version, an event id
+    Column("run_id", String(32), nullable=True),
+    Column("fired_at", BigInteger, nullable=False),
+    UniqueConstraint("trigger_id", "fire_key", name="uq_trigger_firings_once"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
