@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import data, models, pipeline, project, runs
+from loopml.cli import data, models, pipeline, project, runs, schedule
 from loopml.cli._state import CliState, LoopmlGroup, get_state
 
 __all__ = ["app", "main"]
@@ -29,6 +29,8 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(schedule.app, name="trigger")
+app.command("scheduler")(schedule.scheduler)
 app.command("init")(project.init)
 
 

@@ -157,6 +157,10 @@ class DataService:
             "created_at": now_ms(), "created_by": self._user(),
         }
         version = self.repo.create_version(row, {k: str(v) for k, v in (tags or {}).items()})
+        from loopml.storage.events import DATASET_VERSION_CREATED, emit
+
+        emit(self.backend.metadata, DATASET_VERSION_CREATED, subject=name,
+             payload={"uri": f"datasets:/{name}/{version}", "version": version, "sha256": digest, "rows": rows})
         logger.info("registered dataset %s version %d", name, version, extra={"dataset": name, "version": version})
         return RegisterResult(self.repo.get_version(name, version), True, findings)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from loopml.errors import NotFoundError
+from loopml.errors import ConflictError, NotFoundError
 from loopml.pipelines.models import PipelineRun, StepRun
 from loopml.storage import _schema as t
 from loopml.storage.base import MetadataStore
@@ -28,9 +28,16 @@ class SqlPipelineRepository:
     def __init__(self, store: MetadataStore) -> None:
         self.store = store
 
-    def create_run(self, row: dict[str, Any]) -> None:
+    def create_run(self, run_id: str, row: dict[str, Any]) -> None:
+        """Insert the run.
+
+        Raises:
+            ConflictError: a run with this id exists (it was started already).
+        """
         with self.store.write() as conn:
-            conn.execute(t.pipeline_runs.insert(), row)
+            ins = self.store.insert(t.pipeline_runs).values(id=run_id, **row)
+            if conn.execute(ins.on_conflict_do_nothing(index_elements=["id"])).rowcount == 0:
+                raise ConflictError(f"pipeline run {run_id} was started already", run_id=run_id)
 
     def finish_run(self, run_id: str, status: str, ended_at: int, error: str | None) -> None:
         with self.store.write() as conn:

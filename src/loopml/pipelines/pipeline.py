@@ -115,7 +115,8 @@ class Pipeline:
         return order
 
     def run(self, *, settings: Settings | None = None, cache: bool = True, workers: int = 1,
-            seed: int | None = None, trigger: str | None = None, progress: Any = None, **params: Any) -> PipelineRun:
+            seed: int | None = None, trigger: str | None = None, progress: Any = None, run_id: str | None = None,
+            **params: Any) -> PipelineRun:
         """Run the pipeline with ``params`` overriding its defaults; returns the recorded run.
 
         Args:
@@ -124,6 +125,8 @@ class Pipeline:
             seed: the run's seed (default: random); steps with a ``seed`` parameter get one derived from it.
             trigger: what started the run (recorded).
             progress: called as ``progress(step_name, status)`` when a step changes state.
+            run_id: the run's id (default: new); a second run with the same id is refused, which
+                makes starting a run idempotent (the scheduler derives it from the firing).
 
         Raises:
             InvalidInputError: an unknown parameter.
@@ -132,7 +135,7 @@ class Pipeline:
         if unknown:
             raise InvalidInputError(f"pipeline {self.name!r} has no parameter(s) {unknown}; known: {sorted(self.params)}")
         return get_pipelines(settings).run(self, {**self.params, **params}, cache=cache, workers=workers, seed=seed,
-                                           trigger=trigger, progress=progress)
+                                           trigger=trigger, progress=progress, run_id=run_id)
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, steps={self.order})"
@@ -175,18 +178,18 @@ class PipelineService:
 
     def run(self, pipe: Pipeline, params: dict[str, Any], *, cache: bool = True, workers: int = 1,
             seed: int | None = None, trigger: str | None = None, progress: Any = None,
-            resume_run: PipelineRun | None = None) -> PipelineRun:
+            resume_run: PipelineRun | None = None, run_id: str | None = None) -> PipelineRun:
         from loopml.tracking._env import git_state
 
         if resume_run is None:
-            run_id = new_id()
+            run_id = run_id or new_id()
             seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
             try:
                 json.dumps(params)
             except (TypeError, ValueError) as e:
                 raise InvalidInputError(f"pipeline {pipe.name!r}: parameters must be JSON-serialisable ({e})") from None
-            self.repo.create_run({
-                "id": run_id, "pipeline": pipe.name, "status": "running", "params": params, "seed": seed,
+            self.repo.create_run(run_id, {
+                "pipeline": pipe.name, "status": "running", "params": params, "seed": seed,
                 "cache": cache, "executor": "local" if workers == 1 else f"local-threads-{workers}",
                 "trigger": trigger, "git_commit": git_state(str(self.backend.settings.project_dir))[0],
                 "started_at": now_ms(), "ended_at": None, "error": None,

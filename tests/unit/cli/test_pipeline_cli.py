@@ -79,3 +79,26 @@ def test_unknown_pipeline_and_bad_params(cli: Callable[..., Result], pipeline_pr
     assert res.exit_code == 1 and "KEY=VALUE" in res.output
     res = cli("pipeline", "run", "sums", "-p", "bogus=1")
     assert res.exit_code == 1 and "no parameter" in res.output
+
+
+def test_triggers_and_one_scheduler_round(cli: Callable[..., Result], pipeline_project: Path) -> None:
+    bad = cli("trigger", "add", "nightly", "--pipeline", "sums", "--cron", "not a cron")
+    assert bad.exit_code == 1 and "is invalid" in bad.output
+    both = cli("trigger", "add", "x", "--pipeline", "sums", "--cron", "0 * * * *", "--on-event", "alert.raised")
+    assert both.exit_code == 1 and "exactly one" in both.output
+    ok = cli("trigger", "add", "nightly", "--pipeline", "sums", "--cron", "0 3 * * *", "-p", "n=3")
+    assert ok.exit_code == 0 and "next:" in ok.output, ok.output
+    assert cli("trigger", "add", "on-alert", "--pipeline", "sums", "--on-event", "alert.raised").exit_code == 0
+    listed = cli("trigger", "list")
+    assert "nightly" in listed.output and "0 3 * * *" in listed.output and "on-alert" in listed.output
+    from loopml.config import load_settings
+    from loopml.pipelines.triggers import get_triggers
+    from loopml.storage.events import emit
+
+    emit(get_triggers(load_settings(pipeline_project)).store, "alert.raised", payload={"rule": "drift"})
+    res = cli("scheduler", "--once")
+    assert res.exit_code == 0, res.output
+    assert "fired on-alert" in res.output
+    assert "fired" not in cli("scheduler", "--once").output  # nothing new: nothing fires twice
+    assert cli("trigger", "remove", "nightly").exit_code == 0
+    assert "nightly" not in cli("trigger", "list").output
