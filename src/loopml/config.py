@@ -11,6 +11,8 @@ directory itself. Relative paths in the configuration are resolved against it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import os
 import tomllib
@@ -20,7 +22,7 @@ from typing import Any
 
 from loopml.errors import ConfigError
 
-__all__ = ["CONFIG_FILE", "ENV_VARS", "EnvVar", "Settings", "find_project_dir", "load_settings"]
+__all__ = ["CONFIG_FILE", "ENV_VARS", "EnvVar", "Settings", "find_project_dir", "load_settings", "use_settings"]
 
 CONFIG_FILE = "loopml.toml"
 
@@ -183,6 +185,23 @@ def _resolve_paths(project_dir: Path, values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+_CURRENT: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("loopml_settings", default=None)
+
+
+@contextlib.contextmanager
+def use_settings(settings: Settings) -> Any:
+    """Within the block, :func:`load_settings` without arguments returns ``settings``.
+
+    Pipeline steps run inside this, so ``loopml.models.register(...)`` in a step
+    writes to the project the pipeline runs in.
+    """
+    token = _CURRENT.set(settings)
+    try:
+        yield settings
+    finally:
+        _CURRENT.reset(token)
+
+
 def load_settings(project_dir: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Resolve settings: explicit ``overrides`` > environment > ``loopml.toml`` > defaults.
 
@@ -193,6 +212,10 @@ def load_settings(project_dir: str | os.PathLike[str] | None = None, **overrides
     Raises:
         ConfigError: the config file is malformed or a value has the wrong type.
     """
+    if project_dir is None and not overrides:
+        current = _CURRENT.get()
+        if current is not None:
+            return current
     d = Path(project_dir).resolve() if project_dir is not None else find_project_dir()
     values: dict[str, Any] = {
         "metadata_url": "sqlite:///.loopml/loopml.db",

@@ -183,3 +183,26 @@ def resume(
     _show(result)
     if result.status != "finished":
         raise typer.Exit(1)
+
+
+@app.command("reproduce")
+def reproduce(
+    ctx: typer.Context,
+    uri: Annotated[str, typer.Argument(help="The model version to reproduce, e.g. models:/pumpkins/3.")],
+) -> None:
+    """Re-run the pipeline run that produced a model version (cache off) and compare content hashes."""
+    from loopml.pipelines.reproduce import reproduce as do_reproduce
+
+    settings, _ = _pipelines(ctx)
+    result = do_reproduce(uri, settings=settings)
+    out = r.console()
+    out.print(r.kv_table([
+        ("original", f"{result.original}  sha256 {r.short_hash(result.original_sha256)}"),
+        ("reproduced", f"{result.reproduced or '-'}  sha256 {r.short_hash(result.reproduced_sha256)}"),
+        ("pipeline runs", f"{result.pipeline_run} -> {result.new_run}"),
+        ("code commit", f"recorded {result.recorded_commit or '-'}, now {result.current_commit or '-'}"),
+    ], title="reproduction"))
+    out.print(Text(("MATCH: " if result.match else "DIFFERENT: ") + result.detail,
+                   style="bold green" if result.match else "bold red"))
+    if not result.match:
+        raise typer.Exit(1)

@@ -30,7 +30,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from loopml.config import Settings
+from loopml.config import Settings, use_settings
 from loopml.core import new_id, now_ms
 from loopml.errors import ConflictError, InvalidInputError
 from loopml.pipelines import _outputs
@@ -305,7 +305,8 @@ class PipelineService:
             attempt += 1
             buf = io.StringIO()
             try:
-                with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+                with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), \
+                        use_settings(self.backend.settings):
                     value = _call(st, kwargs)
                 values = _split(st, value)
                 refs = {o: _outputs.dump(v, self.backend.blobs, step=name, name=o) for o, v in values.items()}
