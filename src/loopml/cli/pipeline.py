@@ -114,7 +114,8 @@ def run(
     name: Annotated[str, typer.Argument(help="Pipeline name (see `loopml pipeline list`).")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE parameter (repeatable).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every step, reusing nothing.")] = False,
-    workers: Annotated[int, typer.Option(help="Run independent steps on this many threads.")] = 1,
+    workers: Annotated[int, typer.Option(help="Run up to this many independent steps at once.")] = 1,
+    executor: Annotated[str, typer.Option(help="local (in this process) or processes (a child process per step).")] = "local",
     seed: Annotated[int | None, typer.Option(help="The run's seed (default: random).")] = None,
 ) -> None:
     """Run a pipeline now, showing each step's state; exits 1 if a step fails."""
@@ -126,7 +127,7 @@ def run(
         raise NotFoundError(f"no pipeline called {name!r}; known: {', '.join(sorted(found)) or 'none'}")
     live, update = _live_progress(pipe.order)
     with live:
-        result = pipe.run(settings=settings, cache=not no_cache, workers=workers, seed=seed, trigger="cli",
+        result = pipe.run(settings=settings, cache=not no_cache, workers=workers, executor=executor, seed=seed, trigger="cli",
                           progress=update, **_parse_params(param))
     _show(result)
     if result.status != "finished":

@@ -28,8 +28,8 @@ def _child(conn: Any, payload: bytes) -> None:
         conn.close()
 
 
-def call_with_timeout(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: float, *, step: str) -> Any:
-    """``fn(**kwargs)`` in a forked child process, killed after ``timeout`` seconds.
+def call_with_timeout(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: float | None, *, step: str) -> Any:
+    """``fn(**kwargs)`` in a forked child process, killed after ``timeout`` seconds (None: no limit).
 
     Raises:
         StepTimeoutError: the attempt took longer than ``timeout``.
@@ -41,7 +41,7 @@ def call_with_timeout(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: f
     proc.start()
     child.close()
     try:
-        if not parent.poll(timeout):
+        if not parent.poll(timeout):  # None waits until the child answers or exits
             raise StepTimeoutError(f"step {step!r} did not finish within its timeout of {timeout:g} s; it was stopped",
                                    step=step, timeout=timeout)
         status, value = cloudpickle.loads(parent.recv_bytes())

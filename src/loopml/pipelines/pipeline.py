@@ -115,13 +115,16 @@ class Pipeline:
         return order
 
     def run(self, *, settings: Settings | None = None, cache: bool = True, workers: int = 1,
-            seed: int | None = None, trigger: str | None = None, progress: Any = None, run_id: str | None = None,
-            **params: Any) -> PipelineRun:
+            executor: str = "local", seed: int | None = None, trigger: str | None = None, progress: Any = None,
+            run_id: str | None = None, **params: Any) -> PipelineRun:
         """Run the pipeline with ``params`` overriding its defaults; returns the recorded run.
 
         Args:
             cache: reuse earlier results of unchanged steps (per-step ``cache=False`` also opts out).
-            workers: steps that do not depend on each other run in parallel on this many threads.
+            workers: steps that do not depend on each other run in parallel, this many at a time.
+            executor: ``"local"`` runs steps in this process (threads for parallel branches);
+                ``"processes"`` runs each step attempt in a forked child process (a crash or a
+                memory leak in a step cannot take the run down; outputs pass through the store).
             seed: the run's seed (default: random); steps with a ``seed`` parameter get one derived from it.
             trigger: what started the run (recorded).
             progress: called as ``progress(step_name, status)`` when a step changes state.
@@ -135,7 +138,7 @@ class Pipeline:
         if unknown:
             raise InvalidInputError(f"pipeline {self.name!r} has no parameter(s) {unknown}; known: {sorted(self.params)}")
         return get_pipelines(settings).run(self, {**self.params, **params}, cache=cache, workers=workers, seed=seed,
-                                           trigger=trigger, progress=progress, run_id=run_id)
+                                           trigger=trigger, progress=progress, run_id=run_id, executor=executor)
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, steps={self.order})"
@@ -178,9 +181,12 @@ class PipelineService:
 
     def run(self, pipe: Pipeline, params: dict[str, Any], *, cache: bool = True, workers: int = 1,
             seed: int | None = None, trigger: str | None = None, progress: Any = None,
-            resume_run: PipelineRun | None = None, run_id: str | None = None) -> PipelineRun:
+            resume_run: PipelineRun | None = None, run_id: str | None = None,
+            executor: str = "local") -> PipelineRun:
         from loopml.tracking._env import git_state
 
+        if executor not in ("local", "processes"):
+            raise InvalidInputError(f"executor {executor!r} is unknown; use 'local' or 'processes'")
         if resume_run is None:
             run_id = run_id or new_id()
             seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
@@ -190,16 +196,18 @@ class PipelineService:
                 raise InvalidInputError(f"pipeline {pipe.name!r}: parameters must be JSON-serialisable ({e})") from None
             self.repo.create_run(run_id, {
                 "pipeline": pipe.name, "status": "running", "params": params, "seed": seed,
-                "cache": cache, "executor": "local" if workers == 1 else f"local-threads-{workers}",
+                "cache": cache, "executor": executor,
                 "trigger": trigger, "git_commit": git_state(str(self.backend.settings.project_dir))[0],
                 "started_at": now_ms(), "ended_at": None, "error": None,
             })
             kept: dict[str, StepRun] = {}
         else:
             run_id, seed, params, cache = resume_run.id, resume_run.seed, resume_run.params, resume_run.cache
+            executor = resume_run.executor if resume_run.executor in ("local", "processes") else "local"
             kept = {s.step: s for s in resume_run.steps if s.status in ("done", "cached")}
             self.repo.reopen_run(run_id)
         assert seed is not None
+        isolate = executor == "processes"
         results: dict[str, _Result] = {}
         for name, s in kept.items():
             results[name] = _Result(dict(s.outputs), {})
@@ -231,11 +239,13 @@ class PipelineService:
                         if workers == 1:
                             fut: Future[_Result] = Future()
                             try:
-                                fut.set_result(self._execute(pipe, n, run_id, seed, params, results, cache, progress))
+                                fut.set_result(self._execute(pipe, n, run_id, seed, params, results, cache, progress,
+                                                             isolate))
                             except BaseException as e:  # recorded by _execute; collected below
                                 fut.set_exception(e)
                         else:
-                            fut = pool.submit(self._execute, pipe, n, run_id, seed, params, results, cache, progress)
+                            fut = pool.submit(self._execute, pipe, n, run_id, seed, params, results, cache, progress,
+                                                  isolate)
                         running[fut] = n
                 if not running:
                     if pending and not any(ready(n) or blocked(n) for n in pending):
@@ -261,7 +271,7 @@ class PipelineService:
         return run
 
     def _execute(self, pipe: Pipeline, name: str, run_id: str, seed: int, params: Mapping[str, Any],
-                 results: Mapping[str, _Result], cache: bool, progress: Any) -> _Result:
+                 results: Mapping[str, _Result], cache: bool, progress: Any, isolate: bool = False) -> _Result:
         st = pipe.steps[name]
         code = code_hash(st.fn)
         input_hashes: dict[str, str] = {}
@@ -307,7 +317,7 @@ class PipelineService:
             try:
                 with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), \
                         use_settings(self.backend.settings):
-                    value = _call(st, kwargs)
+                    value = _call(st, kwargs, isolate)
                 values = _split(st, value)
                 refs = {o: _outputs.dump(v, self.backend.blobs, step=name, name=o) for o, v in values.items()}
             except Exception as e:
@@ -371,8 +381,8 @@ def _jsonable(v: Any) -> bool:
         return False
 
 
-def _call(st: Step, kwargs: dict[str, Any]) -> Any:
-    if st.timeout is None:
+def _call(st: Step, kwargs: dict[str, Any], isolate: bool) -> Any:
+    if st.timeout is None and not isolate:
         return st.fn(**kwargs)
     from loopml.pipelines._isolate import call_with_timeout
 

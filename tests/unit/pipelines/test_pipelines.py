@@ -288,3 +288,23 @@ def test_resume_after_kill_9_keeps_finished_steps(tmp_path: Path) -> None:
         sys.path.remove(str(project))
         sys.modules.pop("flow", None)
         sys.modules.pop("helpers", None)
+
+
+def test_process_executor_isolates_steps(settings: Settings) -> None:
+    @step
+    def where(n: int) -> int:
+        return os.getpid()
+
+    @step
+    def crash(n: int) -> int:
+        os._exit(3)
+
+    run = Pipeline("isolated", steps=[where, crash], params={"n": 1}).run(settings=settings, executor="processes",
+                                                                          workers=2)
+    assert run.executor == "processes"
+    assert run.step("where").status == "done" and run.outputs["where"] != os.getpid()
+    assert run.step("crash").status == "failed"
+    assert "exited without a result (exit code 3)" in (run.step("crash").error or "")
+    assert run.status == "failed"
+    with pytest.raises(InvalidInputError, match="executor 'ray-ish' is unknown"):
+        Pipeline("isolated", steps=[where], params={"n": 1}).run(settings=settings, executor="ray-ish")
