@@ -85,8 +85,9 @@ PEERS: dict[str, dict[str, Any]] = {
         "probe": "import dagster, numpy; print(dagster.__version__)",
     },
     "prefect": {
-        "requirements": ["prefect>=3,<4", "numpy"],
-        "probe": "import prefect, numpy; print(prefect.__version__)",
+        # Prefect 3.8's server passes min_items= to fastapi.Body, which fastapi 0.151+ refuses: pin it
+        "requirements": ["prefect>=3,<4", "fastapi<0.151", "numpy"],
+        "probe": "import prefect, numpy, prefect.server.api.server; print(prefect.__version__)",
         "major": "3",
     },
     "zenml": {
@@ -297,6 +298,7 @@ class PrefectSide(Side):
         os.environ.update({
             "PREFECT_HOME": str(home),
             "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",  # no PREFECT_API_URL: a temporary local server
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",  # its start can take >20 s on a busy machine
             "PREFECT_LOCAL_STORAGE_PATH": str(self.workdir / "prefect_results"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "true",
@@ -526,9 +528,7 @@ def side_main(args: argparse.Namespace) -> int:
         traceback.print_exc()
         result = {"side": args.side, "available": False, "crashed": True, "reason": f"{type(e).__name__}: {e}"}
     Path(args.out).write_text(json.dumps(result, indent=2, default=str))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # don't wait for peers' background threads and servers to wind down
+    return 0  # a normal exit: Prefect stops its ephemeral server at exit
 
 
 # =============================================================================
@@ -592,37 +592,72 @@ def ensure_venv(console: Any, name: str, venv: Path) -> tuple[str | None, str]:
     return found, ""
 
 
-def run_side_process(side: str, python: str, workdir: Path, extra: list[str], progress: Any, task: Any,
+def _stop_group(pgid: int) -> None:
+    """End what is left of a side's process group (e.g. a server a peer started and did not stop)."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.1)
+
+
+def run_side_process(side: str, python: str, workdir: Path, tag: str, extra: list[str], progress: Any, task: Any,
                      base: float, span: float, console: Any, label: str) -> dict[str, Any]:
+    """Run one side process in its own process group, showing its progress; returns its JSON result."""
+    import queue
+    import threading
+
     workdir.mkdir(parents=True, exist_ok=True)
-    tag = "-".join(extra[1::2]) or "run"
-    out = workdir.parent / f"{workdir.name}.{tag}.json"
-    log = workdir.parent / f"{workdir.name}.{tag}.log"
+    out = workdir.parent / f"{tag}.json"
+    log = workdir.parent / f"{tag}.log"
     cmd = [python, str(Path(__file__).resolve()), "--side", side, "--out", str(out), "--workdir", str(workdir), *extra]
     t0 = time.perf_counter()
+    timed_out = False
     with log.open("w") as errf:
         proc = subprocess.Popen(cmd, cwd=workdir, env=side_env(check="--check" in extra), stdout=subprocess.PIPE,
-                                stderr=errf, text=True)
-        try:
+                                stderr=errf, text=True, start_new_session=True)
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def reader() -> None:
             assert proc.stdout is not None
             for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=reader, daemon=True).start()
+        try:
+            while True:
+                try:
+                    line = lines.get(timeout=0.25)
+                except queue.Empty:
+                    if proc.poll() is not None:
+                        break  # exited; a child it left behind may still hold the pipe open
+                    if time.perf_counter() - t0 > SIDE_TIMEOUT:
+                        timed_out = True
+                        break
+                    continue
+                if line is None:
+                    break
                 if line.startswith(PROGRESS_PREFIX):
                     ev = json.loads(line[len(PROGRESS_PREFIX):])
                     progress.update(task, completed=(base + span * ev["frac"]) * 1000,
                                     description=f"{side:8} {label}: {ev['desc']}")
-                if time.perf_counter() - t0 > SIDE_TIMEOUT:
-                    raise TimeoutError
-            rc = proc.wait(timeout=max(1.0, SIDE_TIMEOUT - (time.perf_counter() - t0)))
-        except (TimeoutError, subprocess.TimeoutExpired):
-            proc.kill()
-            proc.wait()
-            return {"side": side, "available": False, "crashed": True,
-                    "reason": f"killed after {SIDE_TIMEOUT}s, see {log}", "stderr_log": str(log)}
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
+        finally:
+            _stop_group(proc.pid)
+            rc = proc.wait()
     wall = time.perf_counter() - t0
+    if timed_out:
+        return {"side": side, "available": False, "crashed": True,
+                "reason": f"killed after {SIDE_TIMEOUT}s, see {log}", "stderr_log": str(log)}
     if rc != 0 or not out.exists():
         tail = log.read_text(errors="replace").splitlines()[-40:]
         console.print(f"[bold red]the {side} side failed (exit {rc}); last lines of {log}:[/]")
@@ -769,7 +804,7 @@ def parent_main(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             reps[side] = []
             for r in range(sizes["reps"]):
-                res = run_side_process(side, pythons[side], root / side / f"rep{r + 1}",
+                res = run_side_process(side, pythons[side], root / side / f"rep{r + 1}", f"rep{r + 1}",
                                        ["--sizes", json.dumps(sizes)], progress, tasks[side], r / n_proc,
                                        1 / n_proc, console, f"rep {r + 1}/{sizes['reps']}")
                 reps[side].append(res)
@@ -779,15 +814,14 @@ def parent_main(args: argparse.Namespace) -> int:
             if reps[side][-1].get("available"):
                 cdir = root / side / "check"
                 cdir.mkdir(parents=True, exist_ok=True)
-                (cdir / f"{HELPER_MODULE}.py").write_text(helper_source(1))
-                checks[side]["first"] = run_side_process(side, pythons[side], cdir, ["--check", "first"], progress,
-                                                         tasks[side], (n_proc - 2) / n_proc, 1 / n_proc, console,
-                                                         "cache check")
-                (cdir / f"{HELPER_MODULE}.py").write_text(helper_source(2))
-                shutil.rmtree(cdir / "__pycache__", ignore_errors=True)
-                checks[side]["second"] = run_side_process(side, pythons[side], cdir, ["--check", "second"],
-                                                          progress, tasks[side], (n_proc - 1) / n_proc, 1 / n_proc,
-                                                          console, "cache check")
+                for phase, helper_add in (("first", 1), ("second", 2)):
+                    (cdir / f"{HELPER_MODULE}.py").write_text(helper_source(helper_add))
+                    shutil.rmtree(cdir / "__pycache__", ignore_errors=True)
+                    checks[side][phase] = run_side_process(
+                        side, pythons[side], cdir, f"check-{phase}", ["--check", phase], progress, tasks[side],
+                        (n_proc - (2 if phase == "first" else 1)) / n_proc, 1 / n_proc, console, "cache check")
+                    if not checks[side][phase].get("available"):
+                        break
             progress.update(tasks[side], completed=1000,
                             description=f"{side:8} done in {time.perf_counter() - t0:.1f}s")
     load_after = machine_load()
@@ -886,7 +920,8 @@ def parent_main(args: argparse.Namespace) -> int:
             else:
                 ratio_s = "" if tool in ("loopml", "python") else ratio_cell(ratio)
                 if ratio is not None:
-                    peer_rows.append({"label": f"{key}: {TOOL_LABEL[tool]}", "ratio": ratio})
+                    who = "Dagster" if key == "import" and tool == "dagster" else TOOL_LABEL[tool]
+                    peer_rows.append({"label": f"{key}: {who}", "ratio": ratio})
             if tool == "python" and lsecs and secs:
                 ratio_s = f"[dim]loopml = {lsecs / secs:,.0f}x[/]" if lsecs / secs >= 10 else \
                     f"[dim]loopml = {lsecs / secs:,.2f}x[/]"

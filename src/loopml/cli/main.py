@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import data, models, pipeline, project, runs, schedule
+from loopml.cli import data, lineage, models, pipeline, project, runs, schedule
 from loopml.cli._state import CliState, LoopmlGroup, get_state
 
 __all__ = ["app", "main"]
@@ -32,6 +32,7 @@ app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(schedule.app, name="trigger")
 app.command("scheduler")(schedule.scheduler)
 app.command("init")(project.init)
+app.command("lineage")(lineage.lineage)
 
 
 @app.callback()

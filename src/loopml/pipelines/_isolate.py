@@ -46,6 +46,7 @@ def call_with_timeout(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: f
                                    step=step, timeout=timeout)
         status, value = cloudpickle.loads(parent.recv_bytes())
     except EOFError:
+        proc.join(5)  # reap it, so the exit code is known
         raise RuntimeError(f"step {step!r}: its process exited without a result (exit code {proc.exitcode})") from None
     finally:
         if proc.is_alive():

@@ -54,11 +54,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import sqlalchemy as sa
 
+from loopml import data, registry
 from loopml.config import Settings
 from loopml.errors import InvalidInputError, InvalidUriError, NotFoundError
+from loopml.pipelines.pipeline import get_pipelines
 from loopml.storage import _schema as t
 from loopml.storage import get_backend
 from loopml.storage.base import MetadataStore
+from loopml.tracking import get_run
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -550,21 +553,13 @@ def _resolve_root(uri: Any, settings: Settings | None) -> str:
         raise InvalidUriError(f"lineage needs a URI such as {forms}; got {uri!r}")
     text = uri.strip()
     if text.startswith("models:"):
-        from loopml import registry
-
         return registry.resolve(text, settings=settings).uri
     if text.startswith("datasets:"):
-        from loopml import data
-
         return data.resolve(text, settings=settings).uri
     prefix, sep, rest = text.partition(":")
     if sep and prefix == "run" and rest:
-        from loopml.tracking import get_run
-
         return f"run:{get_run(rest, settings=settings).id}"
     if sep and prefix in ("pipeline_run", "step") and rest:
-        from loopml.pipelines.pipeline import get_pipelines
-
         run_ref, _, step = rest.partition("/")
         if prefix == "step" and not step:
             raise InvalidUriError(f"{text!r}: a step is named step:PIPELINE_RUN_ID/STEP")

@@ -39,6 +39,7 @@ them with ``optuna.logging.set_verbosity(optuna.logging.WARNING)``.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import inspect
 import math
@@ -360,29 +361,34 @@ def tune(
     sign = 1.0 if direction == "maximize" else -1.0
 
     def run_trial(trial: Trial) -> float:
-        params = _suggest(trial, dists)
         number, tseed = trial.number, trial_seed(seed_used, trial.number)
-        run_id = service.create_run(
-            exp, name=f"trial-{number}", params=params, parent_run_id=parent_id,
-            tags={"loopml.tune": "trial", "loopml.tune.trial": number, "loopml.tune.trial_seed": tseed,
-                  "loopml.tune.state": "RUNNING", "loopml.tune.study": study_name},
-        )
-        run = fluent.ActiveRun(service, run_id, exp)
-        fluent._stack().append(run)  # the objective may log to its trial with loopml.log_*
+        params: dict[str, Any] = {}
+        run_id: str | None = None
+        stack = fluent._stack()
+        run = None
         try:
+            params = _suggest(trial, dists)
+            run_id = service.create_run(
+                exp, name=f"trial-{number}", params=params, parent_run_id=parent_id,
+                tags={"loopml.tune": "trial", "loopml.tune.trial": number, "loopml.tune.trial_seed": tseed,
+                      "loopml.tune.state": "RUNNING", "loopml.tune.study": study_name},
+            )
+            run = fluent.ActiveRun(service, run_id, exp)
+            stack.append(run)  # the objective may log to its trial with loopml.log_*
             with run:
                 value, model, has_model = _value(objective(dict(params), tseed))
                 service.log_metric(run_id, metric, value, step=0)
                 service.set_tags(run_id, {"loopml.tune.state": "COMPLETE"})
         except Exception as e:
             error = f"{type(e).__name__}: {e}"
-            service.set_tags(run_id, {"loopml.tune.state": "FAIL"})
+            if run_id is not None:
+                service.set_tags(run_id, {"loopml.tune.state": "FAIL"})
             with lock:
                 records[number] = TrialRecord(number, params, None, run_id, "FAIL", error[:5000])
             raise
         finally:
-            if run in fluent._stack():  # ended runs remove themselves; this is for BaseExceptions raised by end()
-                fluent._stack().remove(run)
+            if run is not None and run in stack:  # an ended run removes itself; this is in case end() raised
+                stack.remove(run)
         with lock:
             records[number] = TrialRecord(number, params, value, run_id, "COMPLETE")
             if has_model:
@@ -399,16 +405,20 @@ def tune(
     with parent:
         study = optuna.create_study(direction=direction, sampler=_make_sampler(sampler, sampler_seed),
                                     study_name=study_name)
-        study.optimize(run_trial, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs, catch=(Exception,))
+        context = contextvars.copy_context()  # e.g. the settings of a pipeline step, also in worker threads
+        study.optimize(lambda trial: context.copy().run(run_trial, trial), n_trials=n_trials, timeout=timeout,
+                       n_jobs=n_jobs, catch=(Exception,))
         trials = [records[t.number] if t.number in records else
                   TrialRecord(t.number, dict(t.params), t.value, None, t.state.name) for t in study.trials]
         complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
         failed = [t for t in trials if t.state == "FAIL"]
         parent.log_metrics({"trials_complete": float(len(complete)), "trials_failed": float(len(failed))}, step=0)
         if not complete:
-            first = failed[0].error if failed and failed[0].error else "no trial finished"
+            if not failed:
+                raise LoopmlError(f"no trial of tune run {parent_id} finished within the timeout of {timeout} s",
+                                  run_id=parent_id)
             raise LoopmlError(
-                f"all {len(trials)} trials of tune run {parent_id} failed; the first error: {first}",
+                f"all {len(trials)} trials of tune run {parent_id} failed; the first error: {failed[0].error}",
                 run_id=parent_id, trials=len(trials),
             )
         running: float | None = None
@@ -485,14 +495,17 @@ def tuning_step(
         raise InvalidInputError(f"tuning_step {name!r}: outputs must name 3 outputs (best params, model, value)")
     if not isinstance(sampler, str):
         raise InvalidInputError(f"tuning_step {name!r}: sampler must be 'tpe' or 'random' (a name, for the code hash)")
-    parse_space(space)
+    dists = parse_space(space)
     _check_options(n_trials, direction, metric, seed, timeout, n_jobs, sampler)
-    # Everything the step depends on is in this closure, so the code hasher walks it:
-    # the objective (and the project code it reaches), the space and every option.
+    # Everything the step depends on is in this closure, so the code hasher walks it: the
+    # objective (and the project code it reaches), the space — as JSON text, which counts by
+    # value whatever the hasher makes of distribution objects — and every option.
+    from optuna.distributions import distribution_to_json, json_to_distribution
+
+    space_json = {k: distribution_to_json(d) for k, d in dists.items()}
     options: dict[str, Any] = {"n_trials": n_trials, "direction": direction, "metric": metric,
                                "experiment": experiment, "timeout": timeout, "n_jobs": n_jobs, "sampler": sampler,
                                "settings": settings, "run_name": name}
-    space = dict(space)
 
     def run_tuning(**kwargs: Any) -> tuple[dict[str, Any], Any, float]:
         data = {k: kwargs[k] for k in in_names}
@@ -501,6 +514,7 @@ def tuning_step(
         def bound(params: dict[str, Any], trial_seed: int) -> Any:
             return objective(params, trial_seed, **data)
 
+        space = {k: json_to_distribution(v) for k, v in space_json.items()}
         result = tune(bound, space, seed=study_seed, **options)
         return result.best_params, result.best_model, result.best_value
 

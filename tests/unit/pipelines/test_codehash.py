@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -29,6 +30,7 @@ class Project:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.clock = time.time_ns()
 
     def write(self, name: str, source: str) -> None:
         path = self.root.joinpath(*name.split(".")).with_suffix(".py")
@@ -38,6 +40,10 @@ class Project:
             if parent != Path(".") and not init.exists():
                 init.write_text("")
         path.write_text(textwrap.dedent(source))
+        # Every rewrite gets a distinct mtime: file caches key on (mtime, size), and two
+        # same-size writes can land within one filesystem timestamp tick.
+        self.clock += 10_000_000
+        os.utime(path, ns=(self.clock, self.clock))
         importlib.invalidate_caches()
 
     def drop(self) -> None:
@@ -174,9 +180,7 @@ STYLES = {
     "from package import module": ("from chx_pkg import helpers\n\ndef step(x):\n    return helpers.clean(x)\n"),
     "local from import": ("def step(x):\n    from chx_pkg.helpers import clean\n    return clean(x)\n"),
     "local import": ("def step(x):\n    import chx_pkg.helpers\n    return chx_pkg.helpers.clean(x)\n"),
-    "local relative import": (
-        "def step(x):\n    from .helpers import clean\n    return clean(x)\n"
-    ),
+    "local relative import": ("def step(x):\n    from .helpers import clean\n    return clean(x)\n"),
     "default argument": ("from chx_pkg.helpers import clean\n\ndef step(x, fn=clean):\n    return fn(x)\n"),
 }
 
@@ -255,6 +259,128 @@ def test_inherited_project_methods_and_dataclasses(project: Project) -> None:
     project.write("chx_helpers", edit(helpers, "return 1", "return 2"))
     assert project.step_hash() != before
     project.write("chx_helpers", edit(helpers, "lr: float = 0.1", "lr: float = 0.2"))
+    assert project.step_hash() != before
+
+
+OBJECTS = """
+    import logging
+
+    logger = logging.getLogger("chx.objects")
+
+    class Scaler:
+        def __init__(self, with_mean):
+            self.with_mean = with_mean
+
+        def __call__(self, x):
+            return x - 1 if self.with_mean else x
+
+    SCALER = Scaler(with_mean=False)
+
+    class Model:
+        scaler = Scaler(with_mean=False)
+
+        def predict(self, x):
+            return self.scaler(x)
+"""
+
+
+@pytest.mark.parametrize(
+    ("step_source", "old", "new"),
+    [
+        (
+            "from chx_objects import SCALER\n\ndef step(x):\n    return SCALER(x)\n",
+            *["SCALER = Scaler(with_mean=False)"] * 1,
+            "SCALER = Scaler(with_mean=True)",
+        ),
+        (
+            "import chx_objects\n\ndef step(x):\n    return chx_objects.SCALER(x)\n",
+            "SCALER = Scaler(with_mean=False)",
+            "SCALER = Scaler(with_mean=True)",
+        ),
+        (
+            "from chx_objects import Model\n\ndef step(x):\n    return Model().predict(x)\n",
+            "scaler = Scaler(with_mean=False)",
+            "scaler = Scaler(with_mean=True)",
+        ),
+    ],
+    ids=["from-imported object", "module attribute object", "class attribute object"],
+)
+def test_module_level_objects_count_by_their_defining_source(
+    project: Project, step_source: str, old: str, new: str
+) -> None:
+    project.write("chx_objects", OBJECTS)
+    project.write("chx_steps", step_source)
+    before = project.step_hash()
+    project.write("chx_objects", edit(OBJECTS, old, new))
+    assert project.step_hash() != before
+
+
+def test_runtime_state_of_objects_does_not_count(project: Project) -> None:
+    project.write("chx_objects", OBJECTS)
+    project.write(
+        "chx_steps",
+        "from chx_objects import logger, SCALER\n\ndef step(x):\n    logger.info(x)\n    return SCALER(x)\n",
+    )
+    before = project.step_hash()
+    logger = sys.modules["chx_objects"].logger
+    logger.setLevel("DEBUG")  # the same logger object in the next import
+    try:
+        assert project.step_hash() == before
+    finally:
+        logger.setLevel("NOTSET")
+
+
+def test_dataclass_config_values_count(project: Project) -> None:
+    config = """
+        from dataclasses import dataclass
+
+        @dataclass(frozen=True)
+        class Config:
+            lr: float
+            layers: tuple = (8, 8)
+
+        CFG = Config(lr=0.1)
+    """
+    project.write("chx_config", config)
+    project.write("chx_steps", "import chx_config\n\ndef step():\n    return chx_config.CFG.lr\n")
+    before = project.step_hash()
+    project.write("chx_config", edit(config, "(8, 8)", "(8, 16)"))  # a field default: class source and value
+    assert project.step_hash() != before
+
+
+def test_runtime_caches_do_not_count_but_registered_functions_do(project: Project) -> None:
+    helpers = """
+        _cache = {}
+        HANDLERS = {}
+        COLUMNS = ["a", "b"]
+
+        def register(name):
+            def add(fn):
+                HANDLERS[name] = fn
+                return fn
+            return add
+
+        @register("double")
+        def double(x):
+            return x * 2
+
+        def lookup(x):
+            if x not in _cache:
+                _cache[x] = HANDLERS["double"](x)
+            return _cache[x], COLUMNS
+    """
+    project.write("chx_helpers", helpers)
+    project.write("chx_steps", "from chx_helpers import lookup\n\ndef step(x):\n    return lookup(x)\n")
+    before = project.step_hash()
+    step = sys.modules["chx_steps"].step
+    step(1), step(2)  # fills the cache
+    fresh_step = project.fresh("chx_steps").step
+    fresh_step(3)
+    assert project.hash(fresh_step) == before, "a cache filled at run time must not change the hash"
+    assert "chx_helpers.double" in project.details(fresh_step)
+    project.write("chx_helpers", edit(helpers, "x * 2", "x * 4"))  # a registered handler
+    assert project.step_hash() != before
+    project.write("chx_helpers", edit(helpers, '["a", "b"]', '["a", "c"]'))  # a literal list counts by value
     assert project.step_hash() != before
 
 
@@ -386,6 +512,57 @@ def test_decorated_step_is_unwrapped(project: Project) -> None:
     )
     mod = project.fresh("chx_steps")
     assert project.hash(mod.wrapped) == project.hash(mod.step)
+
+
+def test_helpers_behind_library_decorators_are_walked(project: Project) -> None:
+    helpers = """
+        import contextlib
+        import functools
+
+        @functools.lru_cache(maxsize=None)
+        def cached(x):
+            return x + 1
+
+        @contextlib.contextmanager
+        def managed(x):
+            yield x * 2
+    """
+    project.write("chx_helpers", helpers)
+    project.write(
+        "chx_steps",
+        "from chx_helpers import cached, managed\n\ndef step(x):\n    with managed(x) as y:\n        return cached(y)\n",
+    )
+    before = project.step_hash()
+    assert {"chx_helpers.cached", "chx_helpers.managed"} <= set(project.details(sys.modules["chx_steps"].step))
+    project.write("chx_helpers", edit(helpers, "x + 1", "x + 2"))
+    assert project.step_hash() != before
+    project.write("chx_helpers", edit(helpers, "x * 2", "x * 3"))
+    assert project.step_hash() != before
+    project.write("chx_helpers", edit(helpers, "maxsize=None", "maxsize=8"))  # decorator arguments count
+    assert project.step_hash() != before
+
+
+def test_loopml_step_is_hashed_as_its_function_without_its_options(project: Project) -> None:
+    steps = """
+        from loopml.pipelines import step
+
+        import chx_helpers
+
+        @step(retries=1)
+        def train(n: int) -> int:
+            return chx_helpers.clean(n)
+    """
+    project.write("chx_helpers", HELPERS)
+    project.write("chx_steps", steps)
+    train = project.fresh("chx_steps").train
+    before = project.hash(train)
+    assert before == project.hash(train.fn)
+    assert set(project.details(train)) >= {"chx_steps.train", "chx_helpers.clean", "chx_helpers.inner"}
+    project.write("chx_steps", edit(steps, "retries=1", "retries=2"))
+    assert project.step_hash(attr="train") == before
+    project.write("chx_steps", steps)
+    project.write("chx_helpers", edit(HELPERS, "math.floor(x) + 1", "math.floor(x) + 2"))
+    assert project.step_hash(attr="train") != before
 
 
 def test_functions_without_source_hash_by_bytecode(project: Project) -> None:
