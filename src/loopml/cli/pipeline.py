@@ -108,6 +108,16 @@ def _live_progress(order: list[str]) -> tuple[Any, Any]:
     return live, update
 
 
+def _run_live(order: list[str], start: Any) -> None:
+    """Run ``start(progress)`` under a live view of step states, show the result, exit 1 unless it finished."""
+    live, update = _live_progress(order)
+    with live:
+        result = start(update)
+    _show(result)
+    if result.status != "finished":
+        raise typer.Exit(1)
+
+
 @app.command("run")
 def run(
     ctx: typer.Context,
@@ -125,13 +135,9 @@ def run(
     pipe = found.get(name)
     if pipe is None:
         raise NotFoundError(f"no pipeline called {name!r}; known: {', '.join(sorted(found)) or 'none'}")
-    live, update = _live_progress(pipe.order)
-    with live:
-        result = pipe.run(settings=settings, cache=not no_cache, workers=workers, executor=executor, seed=seed, trigger="cli",
-                          progress=update, **_parse_params(param))
-    _show(result)
-    if result.status != "finished":
-        raise typer.Exit(1)
+    params = _parse_params(param)
+    _run_live(pipe.order, lambda update: pipe.run(settings=settings, cache=not no_cache, workers=workers,
+                                                  executor=executor, seed=seed, trigger="cli", progress=update, **params))
 
 
 @app.command("show")
@@ -178,12 +184,7 @@ def resume(
     settings, _ = _pipelines(ctx)
     svc = get_pipelines(settings)
     old = svc.get_run(run_id)
-    live, update = _live_progress([s.step for s in old.steps])
-    with live:
-        result = svc.resume(old.id, workers=workers, progress=update)
-    _show(result)
-    if result.status != "finished":
-        raise typer.Exit(1)
+    _run_live([s.step for s in old.steps], lambda update: svc.resume(old.id, workers=workers, progress=update))
 
 
 @app.command("reproduce")
