@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
-__all__ = ["fmt_time", "machine_load"]
+__all__ = ["ensure_peer_venv", "fmt_time", "machine_load", "venv_python"]
 
 
 def machine_load() -> dict[str, Any]:
@@ -25,3 +29,52 @@ def fmt_time(s: float | None) -> str:
     if s < 1:
         return f"{s * 1e3:.1f} ms"
     return f"{s:.2f} s"
+
+
+def venv_python(venv: Path) -> Path:
+    """The interpreter of a virtual environment."""
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_peer_venv(console: Any, name: str, peer: dict[str, Any], venv: Path,
+                     env: dict[str, str]) -> tuple[str | None, str]:
+    """Create a peer's venv if it cannot import its library; return (version or None, why not).
+
+    ``peer`` has ``requirements`` (pip arguments), ``probe`` (Python code printing the
+    library's version as its last line) and optionally ``major`` (the required major version).
+    """
+    from rich.markup import escape
+
+    py = venv_python(venv)
+
+    def version() -> str | None:
+        if not py.exists():
+            return None
+        out = subprocess.run([str(py), "-c", peer["probe"]], capture_output=True, text=True, env=env)
+        found = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
+        if found and "major" in peer and found.split(".")[0] != peer["major"]:
+            return None
+        return found
+
+    found = version()
+    if found is not None:
+        return found, ""
+    why = "missing" if not py.exists() else "unable to import its library"
+    console.rule(f"[bold]{name} venv {venv} is {why}: setting it up")
+    steps = [[str(py), "-m", "pip", "install", "--upgrade", "pip"],
+             [str(py), "-m", "pip", "install", *peer["requirements"]]]
+    if not py.exists():
+        steps.insert(0, [sys.executable, "-m", "venv", str(venv)])
+    for cmd in steps:
+        console.print(f"[bold cyan]$[/] {escape(shlex.join(cmd))}", highlight=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+            console.print("\n".join(tail), markup=False, highlight=False)
+            console.rule()
+            return None, f"`{shlex.join(cmd[-3:])}` failed (exit {proc.returncode}): {tail[-1] if tail else ''}"
+    console.rule()
+    found = version()
+    if found is None:
+        return None, f"{py} still cannot run: {peer['probe']}"
+    return found, ""

@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -62,7 +61,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from _common import fmt_time, machine_load  # bench/ is on sys.path when a script runs
+from _common import ensure_peer_venv, fmt_time, machine_load, venv_python  # bench/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
@@ -589,10 +588,6 @@ def side_main(args: argparse.Namespace) -> int:
 # =============================================================================
 
 
-def venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
 def side_env(check: bool = False) -> dict[str, str]:
     """The environment of a side: no settings of any of the tools or PYTHONPATH leaking in, no telemetry."""
     env = {k: v for k, v in os.environ.items()
@@ -607,42 +602,7 @@ def side_env(check: bool = False) -> dict[str, str]:
 
 def ensure_venv(console: Any, name: str, venv: Path) -> tuple[str | None, str]:
     """Create the peer venv if it cannot import its library; return (version or None, why not)."""
-    from rich.markup import escape
-
-    peer = PEERS[name]
-    py = venv_python(venv)
-
-    def version() -> str | None:
-        if not py.exists():
-            return None
-        out = subprocess.run([str(py), "-c", peer["probe"]], capture_output=True, text=True, env=side_env())
-        found = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
-        if found and "major" in peer and found.split(".")[0] != peer["major"]:
-            return None
-        return found
-
-    found = version()
-    if found is not None:
-        return found, ""
-    why = "missing" if not py.exists() else "unable to import its library"
-    console.rule(f"[bold]{name} venv {venv} is {why}: setting it up")
-    steps = [[str(py), "-m", "pip", "install", "--upgrade", "pip"],
-             [str(py), "-m", "pip", "install", *peer["requirements"]]]
-    if not py.exists():
-        steps.insert(0, [sys.executable, "-m", "venv", str(venv)])
-    for cmd in steps:
-        console.print(f"[bold cyan]$[/] {escape(shlex.join(cmd))}", highlight=False)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
-            console.print("\n".join(tail), markup=False, highlight=False)
-            console.rule()
-            return None, f"`{shlex.join(cmd[-3:])}` failed (exit {proc.returncode}): {tail[-1] if tail else ''}"
-    console.rule()
-    found = version()
-    if found is None:
-        return None, f"{py} still cannot run: {peer['probe']}"
-    return found, ""
+    return ensure_peer_venv(console, name, PEERS[name], venv, side_env())
 
 
 def _stop_group(pgid: int) -> None:
