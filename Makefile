@@ -27,7 +27,7 @@ demo: $(VENV)/.installed
 	$(BIN)/loopml demo --project $(DEMO_DIR)
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-dev
 	$(PIP) install -q -c $(CONSTRAINTS) -e ".[bench]"

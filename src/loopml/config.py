@@ -54,6 +54,7 @@ ENV_VARS: dict[str, EnvVar] = {
         EnvVar("LOOPML_METRIC_BUFFER_SIZE", int, 5000, "Buffered metric points that trigger an immediate flush.", "metric_buffer_size"),
         EnvVar("LOOPML_S3_ENDPOINT_URL", str, None, "Endpoint of an S3-compatible store (MinIO, Ceph, ...).", "s3_endpoint_url"),
         EnvVar("LOOPML_PIPELINE_MODULES", str, None, "Comma-separated modules (or .py files) that define the project's pipelines.", "pipeline_modules"),
+        EnvVar("LOOPML_RAY_ADDRESS", str, None, "Ray cluster for executor='ray' (e.g. ray://head:10001 or auto; default: a local Ray started on demand).", "ray_address"),
         EnvVar("LOOPML_USER", str, None, "User name recorded on runs and audit entries (default: the OS user).", "user"),
         EnvVar("LOOPML_REQUIRE_SERVICES", bool, False, "Tests: fail instead of skip when PostgreSQL/Redis/Chromium are missing."),
     ]
@@ -95,6 +96,7 @@ class Settings:
     s3_endpoint_url: str | None = None
     user: str | None = None
     pipeline_modules: tuple[str, ...] = ()
+    ray_address: str | None = None
 
     @classmethod
     def for_dir(cls, project_dir: str | os.PathLike[str], **overrides: Any) -> Settings:
@@ -116,6 +118,7 @@ _FIELD_TYPES: dict[str, type] = {
     "metric_buffer_size": int,
     "user": str,
     "pipeline_modules": list,
+    "ray_address": str,
 }
 
 _FILE_KEYS = {
@@ -127,6 +130,7 @@ _FILE_KEYS = {
     ("tracking", "metric_buffer_size"): "metric_buffer_size",
     ("project", "user"): "user",
     ("pipelines", "modules"): "pipeline_modules",
+    ("pipelines", "ray_address"): "ray_address",
 }
 
 
@@ -225,6 +229,7 @@ def load_settings(project_dir: str | os.PathLike[str] | None = None, **overrides
         "s3_endpoint_url": None,
         "user": None,
         "pipeline_modules": (),
+        "ray_address": None,
     }
     cfg = d / CONFIG_FILE
     if cfg.is_file():
@@ -265,6 +270,10 @@ artifact_root = ".loopml/artifacts"               # LOOPML_ARTIFACT_ROOT
 # Modules (importable from this folder) or .py files that define pipelines;
 # `loopml pipeline list` imports them.
 # modules = ["pipelines.train"]                   # LOOPML_PIPELINE_MODULES
+
+# Ray cluster used by executor="ray" ("auto", "ray://head:10001"); unset
+# starts a local Ray on the first such run.
+# ray_address = "auto"                            # LOOPML_RAY_ADDRESS
 
 [tracking]
 # Metric points are buffered and written in batches: at most this many

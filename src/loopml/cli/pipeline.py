@@ -125,7 +125,8 @@ def run(
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE parameter (repeatable).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every step, reusing nothing.")] = False,
     workers: Annotated[int, typer.Option(help="Run up to this many independent steps at once.")] = 1,
-    executor: Annotated[str, typer.Option(help="local (in this process) or processes (a child process per step).")] = "local",
+    executor: Annotated[str, typer.Option(help="local (in this process), processes (a child process per step) or ray "
+                                                      "(a Ray task per step; see ray_address).")] = "local",
     seed: Annotated[int | None, typer.Option(help="The run's seed (default: random).")] = None,
 ) -> None:
     """Run a pipeline now, showing each step's state; exits 1 if a step fails."""

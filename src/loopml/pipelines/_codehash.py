@@ -110,7 +110,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Generic, TypeVar
 
-__all__ = ["code_hash", "code_hash_details"]
+__all__ = ["code_hash", "code_hash_details", "project_modules"]
 
 _FORMAT = "loopml-codehash/1"
 _MAX_MEMO = 1024
@@ -209,6 +209,21 @@ def code_hash_details(fn: Callable[..., Any], *, project_root: str | os.PathLike
         ``package:<distribution>``.
     """
     return dict(_compute(fn, project_root).details)
+
+
+def project_modules(project_root: str | os.PathLike[str] | None = None) -> list[types.ModuleType]:
+    """The imported modules that are project code (see the module docstring).
+
+    The Ray executor pickles these by value, so a cluster's workers run the
+    project's code without it being installed there.
+    """
+    scope = _scope_for(os.fspath(project_root) if project_root is not None else os.getcwd())
+    found = []
+    for name, module in list(sys.modules.items()):
+        filename = getattr(module, "__file__", None)
+        if name != "__main__" and isinstance(filename, str) and scope.is_project_file(filename):
+            found.append(module)
+    return found
 
 
 # -- memo ----------------------------------------------------------------------------

@@ -11,11 +11,19 @@ import cloudpickle
 
 from loopml.errors import LoopmlError
 
-__all__ = ["StepTimeoutError", "call_with_timeout"]
+__all__ = ["AttemptFailed", "StepTimeoutError", "call_with_timeout"]
 
 
 class StepTimeoutError(LoopmlError):
     code = "STEP_TIMEOUT"
+
+
+class AttemptFailed(Exception):
+    """A step attempt raised: the exception, its traceback and the output the attempt printed."""
+
+    def __init__(self, error: BaseException, tb: str, logs: str) -> None:
+        super().__init__(str(error))
+        self.error, self.tb, self.logs = error, tb, logs
 
 
 def _child(conn: Any, payload: bytes) -> None:

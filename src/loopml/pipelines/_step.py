@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -34,6 +34,7 @@ class Step:
     retries: int = 0
     retry_backoff: float = 1.0
     timeout: float | None = None
+    resources: dict[str, float] = field(default_factory=dict)
     inputs: tuple[str, ...] = field(default=())
     defaults: dict[str, Any] = field(default_factory=dict)
 
@@ -46,7 +47,7 @@ class Step:
 
 
 def _make(fn: Callable[..., Any], name: str | None, outputs: Sequence[str] | str | None, cache: bool, retries: int,
-          retry_backoff: float, timeout: float | None) -> Step:
+          retry_backoff: float, timeout: float | None, resources: Mapping[str, float] | None) -> Step:
     if not callable(fn):
         raise InvalidInputError(f"@step decorates a function, got {type(fn).__name__}")
     step_name = name or getattr(fn, "__name__", None) or ""
@@ -60,6 +61,9 @@ def _make(fn: Callable[..., Any], name: str | None, outputs: Sequence[str] | str
         raise InvalidInputError(f"step {step_name!r}: output names {list(outs)} repeat")
     if retries < 0 or retry_backoff < 0 or (timeout is not None and timeout <= 0):
         raise InvalidInputError(f"step {step_name!r}: retries and retry_backoff must be >= 0 and timeout > 0")
+    for k, v in (resources or {}).items():
+        if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
+            raise InvalidInputError(f"step {step_name!r}: resources must map names to numbers >= 0, got {k!r}: {v!r}")
     sig = inspect.signature(fn)
     inputs, defaults = [], {}
     for p in sig.parameters.values():
@@ -69,7 +73,7 @@ def _make(fn: Callable[..., Any], name: str | None, outputs: Sequence[str] | str
         if p.default is not p.empty:
             defaults[p.name] = p.default
     st = Step(fn=fn, name=step_name, outputs=outs, cache=cache, retries=retries, retry_backoff=retry_backoff,
-              timeout=timeout, inputs=tuple(inputs), defaults=defaults)
+              timeout=timeout, resources=dict(resources or {}), inputs=tuple(inputs), defaults=defaults)
     return st
 
 
@@ -79,12 +83,14 @@ def step(fn: Callable[..., Any], /) -> Step: ...
 
 @overload
 def step(*, name: str | None = None, outputs: Sequence[str] | str | None = None, cache: bool = True,
-         retries: int = 0, retry_backoff: float = 1.0, timeout: float | None = None) -> Callable[[Callable[..., Any]], Step]: ...
+         retries: int = 0, retry_backoff: float = 1.0, timeout: float | None = None,
+         resources: Mapping[str, float] | None = None) -> Callable[[Callable[..., Any]], Step]: ...
 
 
 def step(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, outputs: Sequence[str] | str | None = None,
          cache: bool = True, retries: int = 0, retry_backoff: float = 1.0,
-         timeout: float | None = None) -> Step | Callable[[Callable[..., Any]], Step]:
+         timeout: float | None = None, resources: Mapping[str, float] | None = None,
+         ) -> Step | Callable[[Callable[..., Any]], Step]:
     """Declare a pipeline step.
 
     Args:
@@ -93,7 +99,9 @@ def step(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, ou
         cache: reuse an earlier result when code, inputs and parameters are unchanged.
         retries: extra attempts after a failure, waiting ``retry_backoff * 2**attempt`` seconds.
         timeout: seconds before an attempt is stopped (the step then runs in a child process).
+        resources: what one attempt needs on the Ray executor, e.g. ``{"num_cpus": 2, "num_gpus": 1}``
+            (``num_cpus``, ``num_gpus``, ``memory`` in bytes, or a custom Ray resource); other executors ignore it.
     """
     if fn is not None:
-        return _make(fn, name, outputs, cache, retries, retry_backoff, timeout)
-    return lambda f: _make(f, name, outputs, cache, retries, retry_backoff, timeout)
+        return _make(fn, name, outputs, cache, retries, retry_backoff, timeout, resources)
+    return lambda f: _make(f, name, outputs, cache, retries, retry_backoff, timeout, resources)

@@ -35,7 +35,7 @@ from loopml.core import new_id, now_ms
 from loopml.errors import ConflictError, InvalidInputError
 from loopml.pipelines import _outputs
 from loopml.pipelines._codehash import code_hash
-from loopml.pipelines._sql import SqlPipelineRepository
+from loopml.pipelines._isolate import AttemptFailed
 from loopml.pipelines._step import SEED_PARAM, Step
 from loopml.pipelines.models import PipelineRun, StepRun
 from loopml.storage import get_service
@@ -48,6 +48,8 @@ __all__ = ["PIPELINES", "Pipeline", "PipelineService", "get_pipelines", "resume"
 #: pipelines defined in this process, by name (discovery fills it by importing project modules)
 PIPELINES: dict[str, Pipeline] = {}
 _LOG_LIMIT = 64_000
+#: how steps run: in this process, in a forked child each, or as Ray tasks
+EXECUTORS = ("local", "processes", "ray")
 
 
 class Pipeline:
@@ -124,7 +126,10 @@ class Pipeline:
             workers: steps that do not depend on each other run in parallel, this many at a time.
             executor: ``"local"`` runs steps in this process (threads for parallel branches);
                 ``"processes"`` runs each step attempt in a forked child process (a crash or a
-                memory leak in a step cannot take the run down; outputs pass through the store).
+                memory leak in a step cannot take the run down; outputs pass through the store);
+                ``"ray"`` runs each step attempt as a Ray task (on a local Ray, or the cluster
+                at ``ray_address``); inputs and outputs pass through the artifact store, and
+                ``@step(resources=...)`` says what a task needs.
             seed: the run's seed (default: random); steps with a ``seed`` parameter get one derived from it.
             trigger: what started the run (recorded).
             progress: called as ``progress(step_name, status)`` when a step changes state.
@@ -174,6 +179,8 @@ class PipelineService:
     """Runs pipelines and reads their records, over one :class:`~loopml.storage.Backend`."""
 
     def __init__(self, backend: Backend) -> None:
+        from loopml.pipelines._sql import SqlPipelineRepository
+
         self.backend = backend
         self.repo = SqlPipelineRepository(backend.metadata)
 
@@ -185,8 +192,8 @@ class PipelineService:
             executor: str = "local") -> PipelineRun:
         from loopml.tracking._env import git_state
 
-        if executor not in ("local", "processes"):
-            raise InvalidInputError(f"executor {executor!r} is unknown; use 'local' or 'processes'")
+        if executor not in EXECUTORS:
+            raise InvalidInputError(f"executor {executor!r} is unknown; use one of {', '.join(map(repr, EXECUTORS))}")
         if resume_run is None:
             run_id = run_id or new_id()
             seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
@@ -203,11 +210,10 @@ class PipelineService:
             kept: dict[str, StepRun] = {}
         else:
             run_id, seed, params, cache = resume_run.id, resume_run.seed, resume_run.params, resume_run.cache
-            executor = resume_run.executor if resume_run.executor in ("local", "processes") else "local"
+            executor = resume_run.executor if resume_run.executor in EXECUTORS else "local"
             kept = {s.step: s for s in resume_run.steps if s.status in ("done", "cached")}
             self.repo.reopen_run(run_id)
         assert seed is not None
-        isolate = executor == "processes"
         results: dict[str, _Result] = {}
         for name, s in kept.items():
             results[name] = _Result(dict(s.outputs), {})
@@ -240,12 +246,12 @@ class PipelineService:
                             fut: Future[_Result] = Future()
                             try:
                                 fut.set_result(self._execute(pipe, n, run_id, seed, params, results, cache, progress,
-                                                             isolate))
+                                                             executor))
                             except BaseException as e:  # recorded by _execute; collected below
                                 fut.set_exception(e)
                         else:
                             fut = pool.submit(self._execute, pipe, n, run_id, seed, params, results, cache, progress,
-                                                  isolate)
+                                              executor)
                         running[fut] = n
                 if not running:
                     if pending and not any(ready(n) or blocked(n) for n in pending):
@@ -271,7 +277,7 @@ class PipelineService:
         return run
 
     def _execute(self, pipe: Pipeline, name: str, run_id: str, seed: int, params: Mapping[str, Any],
-                 results: Mapping[str, _Result], cache: bool, progress: Any, isolate: bool = False) -> _Result:
+                 results: Mapping[str, _Result], cache: bool, progress: Any, executor: str = "local") -> _Result:
         st = pipe.steps[name]
         code = code_hash(st.fn)
         input_hashes: dict[str, str] = {}
@@ -307,22 +313,13 @@ class PipelineService:
                              "outputs": None, "cached_from": None, "ended_at": None, "logs": None, "error": None})
         if progress:
             progress(name, "running")
-        kwargs = {inp: (results[pipe.producer[inp]].values[inp] if inp in results[pipe.producer[inp]].values
-                        else _outputs.load(results[pipe.producer[inp]].refs[inp], self.backend.blobs))
-                  if inp in pipe.producer else step_params[inp] for inp in st.inputs}
         attempt = 0
         while True:
             attempt += 1
-            buf = io.StringIO()
             try:
-                with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), \
-                        use_settings(self.backend.settings):
-                    value = _call(st, kwargs, isolate)
-                values = _split(st, value)
-                refs = {o: _outputs.dump(v, self.backend.blobs, step=name, name=o) for o, v in values.items()}
-            except Exception as e:
-                logs = buf.getvalue()[-_LOG_LIMIT:]
-                tb = traceback.format_exc()
+                refs, values, logs = self._attempt(st, pipe, results, step_params, executor)
+            except AttemptFailed as failure:
+                e, tb, logs = failure.error, failure.tb, failure.logs
                 retryable = not isinstance(e, InvalidInputError)  # e.g. an unpicklable output: retrying will not help
                 if attempt <= st.retries and retryable:
                     self.repo.save_step({**base, "status": "running", "attempts": attempt + 1, "cache_miss": miss,
@@ -335,13 +332,45 @@ class PipelineService:
                                      "ended_at": now_ms(), "logs": logs, "error": tb})
                 if progress:
                     progress(name, "failed")
-                raise
+                raise e from None
             self.repo.save_step({**base, "status": "done", "attempts": attempt, "cache_miss": miss,
                                  "started_at": started, "outputs": refs, "cached_from": None, "ended_at": now_ms(),
-                                 "logs": buf.getvalue()[-_LOG_LIMIT:] or None, "error": None})
+                                 "logs": logs or None, "error": None})
             if progress:
                 progress(name, "done")
             return _Result(refs, values)
+
+    def _attempt(self, st: Step, pipe: Pipeline, results: Mapping[str, _Result], step_params: Mapping[str, Any],
+                 executor: str) -> tuple[dict[str, _outputs.OutputRef], dict[str, Any], str]:
+        """One attempt of a step: its output references, the values (when in this process) and its output.
+
+        Raises:
+            AttemptFailed: the step (or storing its outputs) raised.
+        """
+        if executor == "ray":
+            from loopml.pipelines import _ray
+
+            inputs = {inp: results[pipe.producer[inp]].refs[inp] for inp in st.inputs if inp in pipe.producer}
+            try:
+                refs, logs = _ray.run_attempt(st, inputs, step_params, self.backend.settings)
+            except AttemptFailed:
+                raise
+            except Exception as e:  # Ray itself failed, or the timeout
+                raise AttemptFailed(e, traceback.format_exc(), "") from None
+            return refs, {}, logs
+        buf = io.StringIO()
+        try:
+            kwargs = {inp: (results[pipe.producer[inp]].values[inp] if inp in results[pipe.producer[inp]].values
+                            else _outputs.load(results[pipe.producer[inp]].refs[inp], self.backend.blobs))
+                      if inp in pipe.producer else step_params[inp] for inp in st.inputs}
+            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), \
+                    use_settings(self.backend.settings):
+                value = _call(st, kwargs, executor == "processes")
+            values = _split(st, value)
+            refs = {o: _outputs.dump(v, self.backend.blobs, step=st.name, name=o) for o, v in values.items()}
+        except Exception as e:
+            raise AttemptFailed(e, traceback.format_exc(), buf.getvalue()[-_LOG_LIMIT:]) from None
+        return refs, values, buf.getvalue()[-_LOG_LIMIT:]
 
     # -- reading -------------------------------------------------------------------
 

@@ -30,8 +30,10 @@ a ``seed``, a study is reproducible: the sampler is seeded with ``seed`` and eac
 trial gets ``trial_seed`` derived from ``seed`` and the trial number, so the same
 seed gives the same trials and the same best params (as long as the objective
 itself is deterministic given ``trial_seed``). Threads make the order of
-completions, and so what the sampler has seen, vary. Running trials on Ray is a
-later addition.
+completions, and so what the sampler has seen, vary. With ``executor="ray"``
+each trial's objective runs as a Ray task (``n_jobs`` at once, the sampler
+staying in this process); ``loopml.log_metric`` inside the objective still logs
+to the trial's run.
 
 Optuna's own log lines (one per trial) go through the ``optuna`` logger; quiet
 them with ``optuna.logging.set_verbosity(optuna.logging.WARNING)``.
@@ -67,6 +69,7 @@ DEFAULT_EXPERIMENT = "tuning"
 _KINDS = ("int", "float", "categorical")
 _DIRECTIONS = ("maximize", "minimize")
 _SAMPLERS = ("tpe", "random")
+_EXECUTORS = ("local", "ray")
 _DEFAULT_OUTPUTS = ("best_params", "best_model", "best_value")
 
 Objective = Callable[[dict[str, Any], int], Any]
@@ -238,7 +241,9 @@ def _suggest(trial: Trial, space: Mapping[str, BaseDistribution]) -> dict[str, A
 
 
 def _check_options(n_trials: int, direction: str, metric: str, seed: int | None, timeout: float | None, n_jobs: int,
-                   sampler: Any) -> None:
+                   sampler: Any, executor: str = "local") -> None:
+    if executor not in _EXECUTORS:
+        raise InvalidInputError(f"executor must be 'local' or 'ray', got {executor!r}")
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
         raise InvalidInputError(f"n_trials must be an integer >= 1, got {n_trials!r}")
     if direction not in _DIRECTIONS:
@@ -305,6 +310,7 @@ def tune(
     sampler: Any = "tpe",
     settings: Settings | None = None,
     run_name: str = "tune",
+    executor: str = "local",
 ) -> TuneResult:
     """Search ``space`` for the params that maximise (or minimise) ``objective``, tracking every trial.
 
@@ -323,6 +329,8 @@ def tune(
         sampler: ``"tpe"``, ``"random"`` or an Optuna sampler instance (used as given).
         settings: project settings (default: the active run's project, else the current project).
         run_name: name of the tune run.
+        executor: ``"local"`` runs the objective in this process; ``"ray"`` runs each trial's
+            objective as a Ray task (``n_jobs`` of them at once), logging to its trial run from there.
 
     Returns:
         The best params, value and model, and a record of every trial.
@@ -334,7 +342,7 @@ def tune(
     from loopml.tracking import fluent
 
     dists = parse_space(space)
-    _check_options(n_trials, direction, metric, seed, timeout, n_jobs, sampler)
+    _check_options(n_trials, direction, metric, seed, timeout, n_jobs, sampler, executor)
     optuna = _optuna()
     if seed is None:
         seed_used = random.SystemRandom().randrange(2**31)
@@ -350,7 +358,7 @@ def tune(
     parent_id = service.create_run(
         exp, name=run_name, parent_run_id=active.id if active is not None else None,
         params={"direction": direction, "metric": metric, "n_trials": n_trials, "sampler": sampler_name,
-                "seed": seed_used, "n_jobs": n_jobs, "timeout": timeout},
+                "seed": seed_used, "n_jobs": n_jobs, "timeout": timeout, "executor": executor},
         tags={"loopml.tune": "study"},
     )
     study_name = f"loopml-tune-{parent_id}"
@@ -376,7 +384,18 @@ def tune(
             run = fluent.ActiveRun(service, run_id, exp)
             stack.append(run)  # the objective may log to its trial with loopml.log_*
             with run:
-                value, model, has_model = _value(objective(dict(params), tseed))
+                if executor == "ray":
+                    from loopml.pipelines import _ray
+                    from loopml.pipelines._isolate import AttemptFailed
+
+                    try:
+                        raw = _ray.call(_trial_on_worker, (objective, dict(params), tseed, run_id, exp),
+                                        service.backend.settings, what=f"trial {number}")
+                    except AttemptFailed as f:
+                        raise f.error from None
+                else:
+                    raw = objective(dict(params), tseed)
+                value, model, has_model = _value(raw)
                 service.log_metric(run_id, metric, value, step=0)
                 service.set_tags(run_id, {"loopml.tune.state": "COMPLETE"})
         except Exception as e:
@@ -435,6 +454,21 @@ def tune(
                       study_name=study_name, parent_run_id=parent_id)
 
 
+def _trial_on_worker(objective: Objective, params: dict[str, Any], tseed: int, run_id: str, experiment: str) -> Any:
+    """A trial's objective on a Ray worker, with the trial's run active (so ``loopml.log_*`` reach it)."""
+    from loopml.tracking import fluent
+
+    service = fluent.get_tracking()
+    run = fluent.ActiveRun(service, run_id, experiment)
+    stack = fluent._stack()
+    stack.append(run)
+    try:
+        return objective(params, tseed)
+    finally:
+        stack.remove(run)
+        service.flush()
+
+
 # -- the pipeline step --------------------------------------------------------------------------
 
 
@@ -455,6 +489,7 @@ def tuning_step(
     sampler: str = "tpe",
     settings: Settings | None = None,
     cache: bool = True,
+    executor: str = "local",
 ) -> Step:
     """A pipeline step that runs :func:`tune` and outputs the best params, model and value.
 
@@ -496,7 +531,7 @@ def tuning_step(
     if not isinstance(sampler, str):
         raise InvalidInputError(f"tuning_step {name!r}: sampler must be 'tpe' or 'random' (a name, for the code hash)")
     dists = parse_space(space)
-    _check_options(n_trials, direction, metric, seed, timeout, n_jobs, sampler)
+    _check_options(n_trials, direction, metric, seed, timeout, n_jobs, sampler, executor)
     # Everything the step depends on is in this closure, so the code hasher walks it: the
     # objective (and the project code it reaches), the space — as JSON text, which counts by
     # value whatever the hasher makes of distribution objects — and every option.
@@ -505,7 +540,7 @@ def tuning_step(
     space_json = {k: distribution_to_json(d) for k, d in dists.items()}
     options: dict[str, Any] = {"n_trials": n_trials, "direction": direction, "metric": metric,
                                "experiment": experiment, "timeout": timeout, "n_jobs": n_jobs, "sampler": sampler,
-                               "settings": settings, "run_name": name}
+                               "settings": settings, "run_name": name, "executor": executor}
 
     def run_tuning(**kwargs: Any) -> tuple[dict[str, Any], Any, float]:
         data = {k: kwargs[k] for k in in_names}

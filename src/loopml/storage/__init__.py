@@ -6,14 +6,17 @@ layout and migrations. Domains reach it through :class:`Backend`.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from loopml.config import Settings, load_settings
 from loopml.storage.base import Backend, BlobInfo, BlobStore, MetadataStore
-from loopml.storage.blob import LocalBlobStore, S3BlobStore, open_blob_store, sha256_file
-from loopml.storage.sql import HEAD_REVISION, SqlMetadataStore
+
+if TYPE_CHECKING:
+    from loopml.storage.blob import LocalBlobStore, S3BlobStore, open_blob_store, sha256_file
+    from loopml.storage.sql import HEAD_REVISION, SqlMetadataStore
 
 __all__ = [
     "HEAD_REVISION",
@@ -27,10 +30,30 @@ __all__ = [
     "get_backend",
     "get_service",
     "open_backend",
+    "open_blob_store",
     "reset_backends",
     "reset_services",
     "sha256_file",
 ]
+
+# SQLAlchemy and fsspec load on first use, not on `import loopml.storage` (a
+# quarter of a second that a pipeline definition or a CLI's --help does not need).
+_LAZY = {
+    "LocalBlobStore": "loopml.storage.blob",
+    "S3BlobStore": "loopml.storage.blob",
+    "open_blob_store": "loopml.storage.blob",
+    "sha256_file": "loopml.storage.blob",
+    "HEAD_REVISION": "loopml.storage.sql",
+    "SqlMetadataStore": "loopml.storage.sql",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 _T = TypeVar("_T")
 _lock = threading.Lock()
@@ -40,6 +63,9 @@ _services: dict[tuple[str, str, str, str | None], Any] = {}
 
 def open_backend(settings: Settings) -> Backend:
     """A new :class:`Backend` for ``settings`` (migrating the database if needed)."""
+    from loopml.storage.blob import open_blob_store
+    from loopml.storage.sql import SqlMetadataStore
+
     return Backend(
         settings=settings,
         metadata=SqlMetadataStore(settings.metadata_url),
