@@ -3,10 +3,12 @@
 Run with the interpreter of the server's venv (standard library, scikit-learn and the library under
 test only)::
 
-    python serving_prepare.py --kind joblib|mlflow|loopml --out DIR --result RESULT.json
+    python serving_prepare.py --kind joblib|mlflow|loopml --out DIR --result RESULT.json [--model M --sklearn V]
 
-Every kind trains the same model, ``LogisticRegression(max_iter=5000)`` on scikit-learn's bundled
-breast-cancer data as a DataFrame (30 float columns, deterministic), then saves it:
+The model is the benchmark's own, ``LogisticRegression(max_iter=5000)`` fitted on scikit-learn's bundled
+breast-cancer data as a DataFrame (30 float columns): loaded from the joblib file ``M`` when this
+venv's scikit-learn is version ``V`` (the one that wrote it), else trained here the same way
+(deterministic). Then it is saved:
 
 * ``joblib``: ``DIR/model.joblib`` (the hand-written FastAPI app and the BentoML service load it);
 * ``mlflow``: an MLflow model folder ``DIR/model`` (``mlflow.sklearn.save_model`` with an input example);
@@ -33,22 +35,29 @@ def main() -> None:
     p.add_argument("--kind", choices=["joblib", "mlflow", "loopml"], required=True)
     p.add_argument("--out", required=True, help="folder for the saved model")
     p.add_argument("--result", required=True, help="JSON file for versions and predictions")
+    p.add_argument("--model", help="the benchmark's fitted model (joblib)")
+    p.add_argument("--sklearn", help="the scikit-learn version that wrote --model")
     args = p.parse_args()
     t0 = time.perf_counter()
 
+    import joblib
     import sklearn
     from sklearn.datasets import load_breast_cancer
-    from sklearn.linear_model import LogisticRegression
 
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
-    model = LogisticRegression(max_iter=5000).fit(X, y)
+    info: dict[str, object] = {"sklearn": sklearn.__version__}
+    if args.model and args.sklearn == sklearn.__version__:
+        model = joblib.load(args.model)
+        info["trained_here"] = False
+    else:  # unpickling across scikit-learn versions is unsafe: train the same model here
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(max_iter=5000).fit(X, y)
+        info["trained_here"] = True
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    info: dict[str, object] = {"sklearn": sklearn.__version__}
 
     if args.kind == "joblib":
-        import joblib
-
         path = out / "model.joblib"
         joblib.dump(model, path)
         info["model"] = str(path)

@@ -90,7 +90,7 @@ PEERS: dict[str, dict[str, Any]] = {
     },
     "fastapi": {  # uvicorn[standard]: uvloop and httptools, what `pip install "fastapi[standard]"` gives
         "requirements": ["fastapi", "uvicorn[standard]", "scikit-learn", "numpy", "pandas"],
-        "probe": "import fastapi, uvicorn, joblib, sklearn, pandas; print(fastapi.__version__)",
+        "probe": "import fastapi, uvicorn, joblib, sklearn, pandas; print(f'{fastapi.__version__} (uvicorn {uvicorn.__version__})')",
     },
 }
 
@@ -290,9 +290,10 @@ async def load(port: int, reqs: list[bytes], concurrency: int, duration: float, 
         return lat, errors, time.perf_counter() - t0
 
     await run(warmup)
+    cpu0 = time.process_time()
     lat, errors, elapsed = await run(duration)
     return {**percentiles(lat), "rps": len(lat) / elapsed, "seconds": elapsed, "concurrency": concurrency,
-            "errors": errors.as_dict()}
+            "client_cpu": (time.process_time() - cpu0) / elapsed, "errors": errors.as_dict()}
 
 
 # =============================================================================
@@ -666,7 +667,7 @@ def parent_main(args: argparse.Namespace) -> int:
             versions["loopml"] = info.get("version", "?")
 
     # ---- the servers ----
-    loopml_bin = str(Path(sys.executable).with_name("loopml"))
+    loopml_bin = args.loopml_bin or str(Path(sys.executable).with_name("loopml"))
     split = split_body(columns)
     servers: dict[str, Server] = {}
     if "loopml" in pythons and "loopml" not in results:
@@ -885,6 +886,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, metavar="S", help="seconds of load at concurrency 16 (default 10, 2.5 quick)")
     p.add_argument("--json", metavar="PATH", help="save all results as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder: models, loopml project, server logs")
+    p.add_argument("--loopml-bin", metavar="PATH", help="the loopml command (default: the one beside this interpreter)")
     p.add_argument("--venvs", metavar="DIR", default=str(VENVS), help="where the peer venvs live (default bench/.venvs)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)

@@ -358,3 +358,38 @@ leases = Table(
     Column("holder", String(128), nullable=False),
     Column("expires_at", BigInteger, nullable=False),
 )
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("revision", Integer, nullable=False),  # bumped by every change; servers poll it
+    Column("config", JSON, nullable=False),  # strategy, variants (model name + version, weight, role), options
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+deployment_history = Table(
+    "deployment_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(128), ForeignKey("deployments.name", ondelete="CASCADE"), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("previous", Integer, nullable=True),  # the revision a rollback of this one returns to
+    Column("config", JSON, nullable=False),
+    Column("action", String(32), nullable=False),  # create | update | canary | shadow | promote | switch | rollback ...
+    Column("user", String(256), nullable=True),
+    Column("changed_at", BigInteger, nullable=False),
+    UniqueConstraint("deployment", "revision", name="uq_deployment_history_revision"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(16), primary_key=True),  # public part of the key, shown in listings
+    Column("name", String(128), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False),  # sha256 of the secret part; the secret is never stored
+    Column("roles", JSON, nullable=False),  # ["predict"] | ["admin"] | both
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)

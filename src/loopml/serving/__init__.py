@@ -1,0 +1,1 @@
+"""Serving: the HTTP prediction service, deployments, API keys, the prediction log, batch scoring."""
