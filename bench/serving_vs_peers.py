@@ -50,7 +50,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ SIZES: dict[str, dict[str, Any]] = {
     # seq: timed sequential requests (after seq_warmup untimed ones); duration: seconds of the timed load at
     # CONCURRENCY (after load_warmup seconds untimed); cold_reps: launches per server (median cold start)
     "full": {"seq": 2000, "seq_warmup": 200, "duration": 10.0, "load_warmup": 1.0, "cold_reps": 3},
-    "quick": {"seq": 300, "seq_warmup": 50, "duration": 2.5, "load_warmup": 0.5, "cold_reps": 1},
+    "quick": {"seq": 300, "seq_warmup": 50, "duration": 2.0, "load_warmup": 0.3, "cold_reps": 1},
 }
 
 SERVERS = ("loopml", "fastapi", "bentoml", "mlflow", "inprocess")
@@ -90,7 +90,9 @@ PEERS: dict[str, dict[str, Any]] = {
     },
     "fastapi": {  # uvicorn[standard]: uvloop and httptools, what `pip install "fastapi[standard]"` gives
         "requirements": ["fastapi", "uvicorn[standard]", "scikit-learn", "numpy", "pandas"],
-        "probe": "import fastapi, uvicorn, joblib, sklearn, pandas; print(f'{fastapi.__version__} (uvicorn {uvicorn.__version__})')",
+        "probe": "import fastapi, uvicorn, joblib, sklearn, pandas; from importlib.util import find_spec as f; "
+                 "fast = '+'.join(m for m in ('uvloop', 'httptools') if f(m)) or 'asyncio+h11'; "
+                 "print(f'{fastapi.__version__} (uvicorn {uvicorn.__version__}, {fast})')",
     },
 }
 
@@ -317,17 +319,17 @@ class Endpoint:
 class Server:
     key: str
     label: str
-    cmd: list[str]
+    cmd: list[str]  # "{port}" stands for the port
     env: dict[str, str]
     endpoints: list[Endpoint]
     port: int = 0
     cwd: Path = HERE
     ready_path: str | None = None  # checked once after the first answer (informational)
     log: Path = Path()
-    notes: list[str] = field(default_factory=list)
 
 
-_RUNNING: list[subprocess.Popen[bytes]] = []
+_RUNNING: list[subprocess.Popen[bytes]] = []  # servers to stop, whatever happens
+_TEMP: list[Path] = []  # temporary folders to delete at the end (unless --keep)
 
 
 def free_port() -> int:
@@ -336,32 +338,74 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(server: Server) -> subprocess.Popen[bytes]:
+def start(server: Server, cmd: list[str]) -> subprocess.Popen[bytes]:
     with server.log.open("ab") as log:
-        log.write(f"\n$ {shlex.join(server.cmd)}\n".encode())
+        log.write(f"\n$ {shlex.join(cmd)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(server.cmd, cwd=server.cwd, env=server.env, stdin=subprocess.DEVNULL, stdout=log,
+        proc = subprocess.Popen(cmd, cwd=server.cwd, env=server.env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # its own process group
     _RUNNING.append(proc)
     return proc
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it is still there after 5 s."""
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+def _procs() -> dict[int, tuple[int, int, int]]:
+    """pid -> (ppid, pgid, session) of every process (Linux /proc; empty elsewhere)."""
+    out = {}
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return out
+    for pid in pids:
         try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(wait)
-            if sig == signal.SIGTERM:  # the leader exited; make sure its workers did too
-                os.killpg(proc.pid, signal.SIGKILL)
-            break
-        except subprocess.TimeoutExpired:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[pid] = (int(fields[1]), int(fields[2]), int(fields[3]))
+        except (OSError, ValueError, IndexError):
             continue
+    return out
+
+
+def server_pids(leader: int) -> set[int]:
+    """The server's processes: its process group and session (it leads both) and every descendant.
+
+    Descendants count too because some servers (BentoML's workers) move into process groups of their own.
+    """
+    procs = _procs()
+    found = {pid for pid, (_, pgid, sid) in procs.items() if leader in (pid, pgid, sid)}
+    todo = list(found)
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, _, _) in procs.items():
+            if ppid == parent and pid not in found:
+                found.add(pid)
+                todo.append(pid)
+    return found
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group; after 5 s, or once the leader is gone, SIGKILL what is left of it."""
+    before = _procs()
+    pids = {pid: before[pid][1:] for pid in server_pids(proc.pid) if pid in before}  # pid -> (pgid, session)
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(5.0)
+    except subprocess.TimeoutExpired:
+        pass
+    now = _procs()
+    left = server_pids(proc.pid) | {pid for pid, ids in pids.items() if pid in now and now[pid][1:] == ids}
+    if proc.returncode is not None:  # the leader is reaped: its pid may belong to someone else by now
+        left.discard(proc.pid)
+    for pid in left:  # a pid is killed only while it is still the same server process (same group and session)
+        try:
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
-            break
+            continue
+    try:
+        proc.wait(5.0)
+    except subprocess.TimeoutExpired:
+        pass
     if proc in _RUNNING:
         _RUNNING.remove(proc)
 
@@ -371,25 +415,17 @@ def stop_all() -> None:
         stop(proc)
 
 
-def group_rss(pgid: int) -> int | None:
-    """Resident memory of every process in the group (Linux only)."""
-    total, found = 0, False
-    try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return None
-    for pid in pids:
+def server_rss(leader: int) -> int | None:
+    """Resident memory of all the server's processes (Linux only)."""
+    total = 0
+    for pid in server_pids(leader):
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
-                continue
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
-                    found = True
         except (OSError, ValueError, IndexError):
             continue
-    return total if found else None
+    return total or None
 
 
 def log_tail(path: Path, n: int = 25) -> str:
@@ -404,7 +440,8 @@ async def first_answer(proc: subprocess.Popen[bytes], port: int, raw: bytes, t0:
     last = "no connection yet"
     while True:
         if proc.poll() is not None:
-            raise ServerFailed(f"exited with status {proc.returncode} before answering ({last})")
+            raise ServerFailed(f"exited with status {proc.returncode} before answering"
+                               + (f" (its last answer: {last})" if last.startswith("HTTP") else ""))
         left = START_TIMEOUT - (time.perf_counter() - t0)
         if left <= 0:
             raise ServerFailed(f"no successful answer within {START_TIMEOUT:.0f} s ({last})")
@@ -432,14 +469,10 @@ async def measure_server(server: Server, rows: list[list[float]], expected: list
     try:
         for rep in range(sizes["cold_reps"]):
             server.port = free_port()
-            i = server.cmd.index("{port}") if "{port}" in server.cmd else None
-            cmd = list(server.cmd)
-            if i is not None:
-                cmd[i] = str(server.port)
-            launch = Server(**{**server.__dict__, "cmd": cmd})
+            cmd = [str(server.port) if a == "{port}" else a for a in server.cmd]
             say(f"{server.label}: launch {rep + 1}/{sizes['cold_reps']}, waiting for the first answer")
             t0 = time.perf_counter()
-            proc = start(launch)
+            proc = start(server, cmd)
             await first_answer(proc, server.port, post(first.path, server.port, first.body(rows[0])), t0)
             out["cold"].append(time.perf_counter() - t0)
             if rep < sizes["cold_reps"] - 1:
@@ -467,7 +500,7 @@ async def measure_server(server: Server, rows: list[list[float]], expected: list
             out["variants"][ep.key] = {"label": ep.label, "seq": seq, "load": conc}
             if proc.poll() is not None:
                 raise ServerFailed(f"exited with status {proc.returncode} during the measurements")
-        out["rss_bytes"] = group_rss(proc.pid)
+        out["rss_bytes"] = server_rss(proc.pid)
         out["ok"] = True
     except (ServerFailed, *CONN_ERRORS) as e:
         why = str(e) if isinstance(e, ServerFailed) else f"{type(e).__name__}: {e}"
@@ -534,16 +567,35 @@ def inputs_body(row: list[float]) -> bytes:
     return json.dumps({"inputs": [row]}).encode()
 
 
-def prepare(console: Any, jobs: dict[str, tuple[str, str, Path, dict[str, str]]]) -> dict[str, dict[str, Any]]:
+def probe_all(candidates: list[tuple[str, str]], env: dict[str, str]) -> list[str | None]:
+    """Run each peer's probe with each interpreter, all at once; the version printed, or None."""
+    procs = [subprocess.Popen([python, "-c", PEERS[peer]["probe"]], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, env=env) if Path(python).exists() else None
+             for peer, python in candidates]
+    found: list[str | None] = []
+    for (peer, _), proc in zip(candidates, procs, strict=True):
+        out = proc.communicate()[0].strip() if proc is not None else ""
+        version = out.splitlines()[-1] if proc is not None and proc.returncode == 0 and out else None
+        if version and "major" in PEERS[peer] and version.split(".")[0] != PEERS[peer]["major"]:
+            version = None
+        found.append(version)
+    return found
+
+
+def prepare(console: Any, jobs: dict[str, tuple[str, str, Path, dict[str, str]]],
+            model: Path) -> dict[str, dict[str, Any]]:
     """Run serving_prepare.py for every server at once; returns each one's result, or ``{"error": ...}``."""
+    import sklearn
+
     procs = {}
     for key, (python, kind, out, env) in jobs.items():
         result = out / "prepare.json"
-        cmd = [python, str(HERE / "serving_prepare.py"), "--kind", kind, "--out", str(out), "--result", str(result)]
+        cmd = [python, str(HERE / "serving_prepare.py"), "--kind", kind, "--out", str(out), "--result", str(result),
+               "--model", str(model), "--sklearn", sklearn.__version__]
         procs[key] = (subprocess.Popen(cmd, cwd=out, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT),
                       result)
     results = {}
-    with console.status("training and saving the model for every server"):
+    with console.status("saving the model for every server"):
         for key, (proc, result) in procs.items():
             output = proc.communicate()[0].decode(errors="replace")
             if proc.returncode != 0 or not result.exists():
@@ -588,6 +640,7 @@ def parent_main(args: argparse.Namespace) -> int:
         console.print(f"[red]--only: unknown server(s) {', '.join(unknown)}; choose from {', '.join(SERVERS)}[/]")
         return 2
     try:
+        import joblib
         import pandas  # noqa: F401
         from sklearn.datasets import load_breast_cancer
         from sklearn.linear_model import LogisticRegression
@@ -605,15 +658,16 @@ def parent_main(args: argparse.Namespace) -> int:
     env = side_env()
     t_start = time.perf_counter()
 
-    # ---- venvs ----
+    # ---- venvs: probe them all at once, set up (one at a time) only those that fail ----
     pythons: dict[str, str] = {}
     versions: dict[str, str] = {}
     results: dict[str, dict[str, Any]] = {}
+    candidates = [(peer, str(venv_python(venvs / peer))) for peer in ("fastapi", "bentoml", "mlflow") if peer in only]
     if "fastapi" in only:  # the loopml venv will do if it already has fastapi and uvicorn
-        probe = subprocess.run([sys.executable, "-c", PEERS["fastapi"]["probe"]], capture_output=True, text=True,
-                               env=env)
-        if probe.returncode == 0:
-            pythons["fastapi"], versions["fastapi"] = sys.executable, probe.stdout.strip().splitlines()[-1]
+        candidates.insert(0, ("fastapi", sys.executable))
+    for (peer, python), found in zip(candidates, probe_all(candidates, env), strict=True):
+        if found is not None and peer not in pythons:
+            pythons[peer], versions[peer] = python, found
     for peer in ("fastapi", "bentoml", "mlflow"):
         if peer not in only or peer in pythons:
             continue
@@ -623,20 +677,18 @@ def parent_main(args: argparse.Namespace) -> int:
             results[peer] = {"ok": False, "reason": f"venv: {why}"}
             continue
         pythons[peer], versions[peer] = str(venv_python(venvs / peer)), found
-    if "fastapi" in pythons:
-        uv = subprocess.run([pythons["fastapi"], "-c", "import uvicorn; print(uvicorn.__version__)"],
-                            capture_output=True, text=True, env=env)
-        versions["uvicorn"] = uv.stdout.strip()
     if "loopml" in only:
         pythons["loopml"] = sys.executable
 
-    # ---- the model, once here and once per server in its own venv ----
+    # ---- the model: fitted here, saved by each server's venv the way that server expects ----
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     model = LogisticRegression(max_iter=5000).fit(X, y)
     expected = [int(v) for v in model.predict(X)]
     columns = [str(c) for c in X.columns]
     rows = X.to_numpy().tolist()
     workdir = Path(tempfile.mkdtemp(prefix="loopml-bench-serving-"))
+    _TEMP.append(workdir)
+    joblib.dump(model, workdir / "model.joblib")
     project = workdir / "loopml-project"
     project.mkdir()
     envs = {key: dict(env) for key in SERVERS}
@@ -651,8 +703,8 @@ def parent_main(args: argparse.Namespace) -> int:
             out.mkdir(exist_ok=True)
             jobs[key] = (pythons[key], kind, out, envs[key])
     t_prepare = time.perf_counter()
-    prepared = prepare(console, jobs)
-    console.print(f"[dim]venvs checked in {t_prepare - t_start:.1f} s; the model trained and saved for "
+    prepared = prepare(console, jobs, workdir / "model.joblib")
+    console.print(f"[dim]venvs checked in {t_prepare - t_start:.1f} s; the model saved for "
                   f"{', '.join(jobs) or 'no server'} in {time.perf_counter() - t_prepare:.1f} s[/]")
     problems: list[str] = []  # checks that failed, printed in red
     for key, info in prepared.items():
@@ -754,8 +806,9 @@ def parent_main(args: argparse.Namespace) -> int:
         table.add_column(col, **kw)
     notes = {
         "loopml": "loopml serve --open; POST /invocations dataframe_split",
-        "fastapi": f"uvicorn {versions.get('uvicorn', '')}, 1 worker, pydantic body → np.asarray → predict; "
-                   '{"inputs": [[...]]}',
+        "fastapi": "1 uvicorn worker, async def, pydantic body → np.asarray → predict; "
+                   '{"inputs": [[...]]}; '
+                   + ("the loopml venv" if pythons.get("fastapi") == sys.executable else "bench/.venvs/fastapi"),
         "bentoml": "1 worker, sync @bentoml.api, np.ndarray in and out; {\"inputs\": [[...]]}",
         "bentoml-batched": "same server, @bentoml.api(batchable=True)",
         "mlflow": "mlflow models serve --env-manager local -w 1; POST /invocations dataframe_split",
@@ -781,6 +834,8 @@ def parent_main(args: argparse.Namespace) -> int:
                 note += f"; GET {res['ready']['path']} answered {res['ready']['status']}"
             if seq["wrong"]:
                 note = f"[red]{seq['wrong']} wrong predictions[/]; " + note
+            if conc.get("client_cpu", 0) >= 0.8:
+                note = f"[yellow]load client at {conc['client_cpu']:.0%} of a core: it may be the limit[/]; " + note
             table.add_row(f"[bold]{escape(v['label'])}[/]" if key == "loopml" else escape(v["label"]),
                           fmt_time(res.get("cold_s")) if res.get("cold") else "", fmt_time(seq["p50"]),
                           fmt_time(seq["p99"]), fmt_rps(conc["rps"]), fmt_time(conc["p50"]), fmt_time(conc["p99"]),
@@ -864,8 +919,6 @@ def parent_main(args: argparse.Namespace) -> int:
             "failed_checks": problems, "speedup_min": {"ratio": speedup, "peer": worst},
         }, indent=2, default=str))
         console.print(f"[dim]results saved to {path}[/]")
-    if not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
     sys.stdout.flush()
     print(f"SPEEDUP min={'n/a' if speedup is None else f'{speedup:.2f}'} ({worst})", flush=True)
     if "loopml" in only and not lm_v:
@@ -883,7 +936,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer requests, shorter load phases (under a minute)")
     p.add_argument("--only", metavar="NAME,NAME", help=f"run these only, from: {', '.join(SERVERS)}")
     p.add_argument("--requests", type=int, metavar="N", help="sequential requests per server (default 2000, 300 quick)")
-    p.add_argument("--duration", type=float, metavar="S", help="seconds of load at concurrency 16 (default 10, 2.5 quick)")
+    p.add_argument("--duration", type=float, metavar="S", help="seconds of load at concurrency 16 (default 10, 2 quick)")
     p.add_argument("--json", metavar="PATH", help="save all results as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder: models, loopml project, server logs")
     p.add_argument("--loopml-bin", metavar="PATH", help="the loopml command (default: the one beside this interpreter)")
@@ -892,8 +945,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return parent_main(args)
+    except KeyboardInterrupt:
+        print("interrupted: stopping the servers", file=sys.stderr)
+        return 130
     finally:
         stop_all()
+        for path in _TEMP if not args.keep else []:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

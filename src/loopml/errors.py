@@ -27,6 +27,8 @@ Hierarchy::
     ├── ConflictError
     │   ├── RunNotActiveError
     │   └── ParamConflictError
+    ├── AuthenticationError
+    ├── PermissionDeniedError
     ├── SignatureMismatchError
     ├── ArtifactCorruptedError
     └── StoreError
@@ -43,6 +45,7 @@ __all__ = [
     "AliasNotFoundError",
     "ArtifactCorruptedError",
     "ArtifactNotFoundError",
+    "AuthenticationError",
     "ConfigError",
     "ConflictError",
     "DatasetNotFoundError",
@@ -57,6 +60,7 @@ __all__ = [
     "ModelVersionNotFoundError",
     "NotFoundError",
     "ParamConflictError",
+    "PermissionDeniedError",
     "RunNotActiveError",
     "RunNotFoundError",
     "SchemaVersionError",
@@ -161,6 +165,18 @@ class ParamConflictError(ConflictError):
     code = "PARAM_CONFLICT"
 
 
+class AuthenticationError(LoopmlError):
+    """The request carries no credentials, or credentials that are not valid (HTTP 401)."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(LoopmlError):
+    """The credentials are valid but lack the role the operation needs (HTTP 403)."""
+
+    code = "FORBIDDEN"
+
+
 class SignatureMismatchError(LoopmlError):
     """Input data does not match a model's signature; ``problems`` lists every mismatch."""
 
@@ -204,6 +220,8 @@ HTTP_STATUS: dict[str, int] = {
     "CONFLICT": 409,
     "RUN_NOT_ACTIVE": 409,
     "PARAM_CONFLICT": 409,
+    "UNAUTHENTICATED": 401,
+    "FORBIDDEN": 403,
     "SIGNATURE_MISMATCH": 422,
     "ARTIFACT_CORRUPTED": 500,
     "STORE_ERROR": 503,

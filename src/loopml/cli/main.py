@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import data, lineage, models, pipeline, project, runs, schedule
+from loopml.cli import data, lineage, models, pipeline, project, runs, schedule, serve
 from loopml.cli._state import CliState, LoopmlGroup, get_state
 
 __all__ = ["app", "main"]
@@ -33,6 +33,7 @@ app.add_typer(schedule.app, name="trigger")
 app.command("scheduler")(schedule.scheduler)
 app.command("init")(project.init)
 app.command("lineage")(lineage.lineage)
+app.command("serve")(serve.serve)
 
 
 @app.callback()

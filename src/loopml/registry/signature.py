@@ -159,11 +159,16 @@ def to_frame(data: Any) -> pd.DataFrame:
 
 
 def infer_signature(input_example: Any, output: Any = None) -> Signature:
-    """Infer a signature from an input example and, optionally, the model's output on it."""
+    """Infer a signature from an input example and, optionally, the model's output on it.
+
+    A column is nullable when the example holds a missing value in it; otherwise a
+    missing value in that column is refused when the model is called or served.
+    """
     import numpy as np
 
     df = to_frame(input_example)
-    inputs = [ColumnSpec(str(c), dtype_kind(t)) for c, t in df.dtypes.items()]
+    # like MLflow: a column is optional (nullable) when the example has a missing value in it
+    inputs = [ColumnSpec(str(c), dtype_kind(t), nullable=bool(df[c].isna().any())) for c, t in df.dtypes.items()]
     out_dtype = None
     out_shape: list[int] = []
     if output is not None:
