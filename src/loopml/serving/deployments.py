@@ -321,14 +321,14 @@ class DeploymentService:
             NotFoundError: the deployment or the model does not exist.
             ConflictError: the model is the deployment's challenger (promote it instead).
         """
+        _check_name(name)
         model, version = self._resolve(model_uri)
 
         def compute(d: Deployment) -> dict[str, Any]:
             target = d.live()[0] if d.strategy == "blue-green" else d.variant("primary")
             assert target is not None
-            others = [v for v in d.variants if v is not target]
-            if any((v.model, v.version) == (model, version) for v in others):
-                other = next(v for v in others if (v.model, v.version) == (model, version))
+            other = next((v for v in d.variants if v is not target and (v.model, v.version) == (model, version)), None)
+            if other is not None:
                 raise ConflictError(
                     f"models:/{model}/{version} is already the {other.name} of deployment {name!r}; "
                     f"to make it serve all traffic use `loopml deploy {'switch' if other.role == 'standby' else 'promote'} {name}`",
@@ -355,6 +355,7 @@ class DeploymentService:
             NotFoundError: the deployment or the model does not exist.
             ConflictError: the deployment is blue-green, or the model is its primary.
         """
+        _check_name(name)
         w = _check_weight(weight)
         header = _check_header(sticky_header)
         model, version = self._resolve(model_uri)
@@ -402,6 +403,7 @@ class DeploymentService:
             NotFoundError: the deployment or the model does not exist.
             ConflictError: the deployment is blue-green, or the model is its primary.
         """
+        _check_name(name)
         model, version = self._resolve(model_uri)
 
         def compute(d: Deployment) -> dict[str, Any]:
@@ -466,6 +468,7 @@ class DeploymentService:
             NotFoundError: the deployment or the model does not exist.
             ConflictError: the deployment is not blue-green, or the model is the live one.
         """
+        _check_name(name)
         model, version = self._resolve(model_uri)
 
         def compute(d: Deployment) -> dict[str, Any]:

@@ -117,6 +117,10 @@ def test_create_conflict_and_bad_input_store_nothing(svc: DeploymentService) -> 
         with pytest.raises(InvalidInputError, match="deployment name"):
             svc.create(bad, "models:/iris/1")  # type: ignore[arg-type]
     assert svc.create("x" * 64, "models:/iris/1").revision == 1
+    # the name is checked first, whatever else is wrong
+    for change in (svc.update, svc.shadow, svc.stage, lambda n, u: svc.canary(n, u, weight=10)):
+        with pytest.raises(InvalidInputError, match="deployment name"):
+            change("bad name", "models:/nope/1")
     with pytest.raises(NotFoundError, match="'nope'"):
         svc.create("other", "models:/nope/1")
     with pytest.raises(NotFoundError, match="version 9"):
