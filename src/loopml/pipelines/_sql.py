@@ -36,7 +36,8 @@ class SqlPipelineRepository:
         """
         with self.store.write() as conn:
             ins = self.store.insert(t.pipeline_runs).values(id=run_id, **row)
-            if conn.execute(ins.on_conflict_do_nothing(index_elements=["id"])).rowcount == 0:
+            # RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT DO NOTHING
+            if conn.execute(ins.on_conflict_do_nothing(index_elements=["id"]).returning(t.pipeline_runs.c.id)).first() is None:
                 raise ConflictError(f"pipeline run {run_id} was started already", run_id=run_id)
 
     def finish_run(self, run_id: str, status: str, ended_at: int, error: str | None) -> None:

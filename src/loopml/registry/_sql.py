@@ -50,8 +50,9 @@ class SqlRegistryRepository:
         try:
             with self.store.write() as conn:
                 ins = self.store.insert(t.registered_models).values(name=name, description=description, created_at=now, updated_at=now)
-                res = conn.execute(ins.on_conflict_do_nothing(index_elements=["name"]))
-                if res.rowcount == 0 and not exist_ok:
+                # RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT DO NOTHING
+                res = conn.execute(ins.on_conflict_do_nothing(index_elements=["name"]).returning(t.registered_models.c.name))
+                if res.first() is None and not exist_ok:
                     raise AlreadyExistsError(f"model {name!r} is already registered", name=name)
                 if tags:
                     self._set_tags(conn, t.model_tags, {"name": name}, tags)

@@ -79,7 +79,8 @@ _OUTPUT_TYPES: dict[str, pa.DataType] = {
     "float": pa.float64(), "integer": pa.int64(), "boolean": pa.bool_(), "string": pa.string(),
     "category": pa.string(), "datetime": pa.timestamp("ns"),
 }
-_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'$", re.S)
+_CONVERSION = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\w+): invalid value '(.*)'$",
+                         re.S)
 
 
 @dataclass(frozen=True)
@@ -388,6 +389,10 @@ def _locate_csv_value(job: _Job, path: str, column: int, value: str, start_row: 
     return None
 
 
+def _an(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def _csv_failure(job: _Job, path: str, e: Exception, rows_before: int) -> _ChunkFailed:
     """A read error of a CSV block, located to its row where possible."""
     text = str(e)
@@ -406,11 +411,12 @@ def _csv_failure(job: _Job, path: str, e: Exception, rows_before: int) -> _Chunk
     where = f"the chunk of {job.name} starting at row {first}"
     details = {"first_row": first, "row": row if found else None, "column": column}
     if column in job.kinds:
-        problem = f"column {column!r} has the value {value!r} {at}, which is not {job.kinds[column]}"
+        kind = job.kinds[column]
+        problem = f"column {column!r} has the value {value!r} {at}, which is not {_an(kind)} {kind}"
         return _ChunkFailed("SignatureMismatchError", f"{where}: input does not match the signature of "
                             f"{job.model_uri}: {problem}. Fix or drop that row and score again", [problem], details)
     return _ChunkFailed("InvalidInputError", f"{where}: column {column!r} has the value {value!r} {at}, which is "
-                        f"not {arrow_type} like the rows before it; give the column one type", [], details)
+                        f"not {_an(arrow_type)} {arrow_type} like the rows before it; give the column one type", [], details)
 
 
 def _csv_batches(job: _Job, seg: _Segment) -> Iterator[pa.RecordBatch]:
@@ -621,14 +627,19 @@ class _RayScorer:
 
     def __init__(self, job: _Job, out_dir: str) -> None:
         self.job, self.out_dir = job, Path(out_dir)
+        self.scorer: _Scorer | None = None
+        self.error: _ChunkFailed | None = None
         try:
             self.scorer = _Scorer(job)
-        except Exception as e:
-            raise _ChunkFailed.capture(e, where=None, model_uri=job.model_uri) from None
+        except Exception as e:  # raised from __call__: Ray reports a failed constructor without its cause
+            self.error = _ChunkFailed.capture(e, where=None, model_uri=job.model_uri)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         import pandas as pd
 
+        if self.scorer is None:
+            assert self.error is not None
+            raise self.error
         done = []
         for item in batch.to_dict("records"):
             groups = item["row_groups"]
@@ -676,7 +687,7 @@ def _find_failure(e: BaseException) -> _ChunkFailed | None:
         if x is None or id(x) in seen:
             continue
         seen.add(id(x))
-        if isinstance(x, _ChunkFailed):
+        if type(x) is _ChunkFailed:  # not Ray's RayTaskError(_ChunkFailed) look-alike, which lacks the fields
             return x
         stack += [x.__cause__, x.__context__, getattr(x, "cause", None)]
     return None
@@ -695,8 +706,9 @@ def _run_ray(job: _Job, source: _Source, out_dir: Path, counter: _Counter, worke
         return tuple(empty_schema().names)
     size = min(size, len(items))
     context = ray.data.DataContext.get_current()
-    bars = context.enable_progress_bars
+    saved = context.enable_progress_bars, context.raise_original_map_exception
     context.enable_progress_bars = False  # the caller shows progress
+    context.raise_original_map_exception = True  # so a _ChunkFailed reaches us, not only its traceback text
     try:
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(_RayScorer, fn_constructor_kwargs={"job": job, "out_dir": str(out_dir)}, batch_size=1,
@@ -709,7 +721,7 @@ def _run_ray(job: _Job, source: _Source, out_dir: Path, counter: _Counter, worke
             raise failure from None
         raise
     finally:
-        context.enable_progress_bars = bars
+        context.enable_progress_bars, context.raise_original_map_exception = saved
     parts = sorted(out_dir.glob("part-*.parquet"))
     return tuple(pq.read_schema(parts[0]).names) if parts else tuple(empty_schema().names)
 

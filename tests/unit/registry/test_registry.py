@@ -276,3 +276,13 @@ def test_sklearn_autolog_records_params_metrics_and_model(settings: Settings, ir
     before = len(loopml.search_runs(settings=settings).runs)
     LogisticRegression(max_iter=300).fit(X, y)
     assert len(loopml.search_runs(settings=settings).runs) == before
+
+
+def test_creating_a_model_twice_is_refused_on_every_database(backend_settings: Settings) -> None:
+    from loopml.errors import AlreadyExistsError
+
+    svc = models.get_registry(backend_settings)
+    svc.create_model("twice")
+    with pytest.raises(AlreadyExistsError, match="'twice' is already registered"):
+        svc.create_model("twice")
+    assert svc.create_model("twice", exist_ok=True).name == "twice"

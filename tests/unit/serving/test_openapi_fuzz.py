@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from serving_helpers import LiveServer, start_server  # type: ignore[import-not-found]
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import loopml.registry as reg
-from conftest import LiveServer, start_server  # type: ignore[import-not-found]
 from loopml.config import Settings
 
 schemathesis = pytest.importorskip("schemathesis")

@@ -15,11 +15,11 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from serving_helpers import LiveServer, serve_process  # type: ignore[import-not-found]
 from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.linear_model import LogisticRegression
 
 import loopml.registry as reg
-from conftest import LiveServer, serve_process  # type: ignore[import-not-found]
 from loopml.config import Settings
 from loopml.serving.app import ServeOptions
 from loopml.serving.batching import BatchConfig
