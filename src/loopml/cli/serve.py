@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -29,11 +30,15 @@ def serve(
     no_batching: Annotated[bool, typer.Option("--no-batching", help="Call the model once per request.")] = False,
     max_body_mb: Annotated[float, typer.Option(help="Larger request bodies get HTTP 413.")] = 10.0,
     max_rows: Annotated[int, typer.Option(help="More rows in one request get HTTP 400.")] = 100_000,
+    schema: Annotated[Path | None, typer.Option("--schema", help="Also refuse requests that break this data "
+                                                "schema (YAML from `loopml data infer-schema`): ranges, categories, nulls.",
+                                                exists=True, dir_okay=False)] = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not write the prediction log.")] = False,
     flush_interval: Annotated[float, typer.Option(help="Seconds between prediction-log writes (the most a crash "
                                                        "can lose).")] = 1.0,
 ) -> None:
     """Serve a model or a deployment over HTTP (MLflow /invocations, Open Inference V2, /metrics)."""
+    from loopml.data.schema import Schema
     from loopml.errors import InvalidInputError
     from loopml.serving.app import ServeOptions
     from loopml.serving.batching import BatchConfig
@@ -47,7 +52,8 @@ def serve(
     options = ServeOptions(open_mode=open_mode, max_body_bytes=int(max_body_mb * 1024 * 1024), max_rows=max_rows,
                            batch=BatchConfig(max_batch_rows=max_batch, max_wait_ms=batch_wait_ms,
                                              enabled=not no_batching),
-                           log_predictions=not no_log, flush_interval=flush_interval)
+                           log_predictions=not no_log, flush_interval=flush_interval,
+                           data_schema=Schema.load(schema) if schema is not None else None)
     run_server(get_settings(ctx), model_uri=model_uri, deployment=deployment, host=host, port=port, options=options,
                announce=_announce)
 

@@ -53,8 +53,10 @@ from loopml.serving.payload import Input, encode, parse_invocation, parse_v2, pr
 from loopml.serving.predictor import ServedModel
 
 if TYPE_CHECKING:
+    from loopml.data.schema import Schema
     from loopml.serving.auth import KeyService
     from loopml.serving.deployments import Deployment
+    from loopml.serving.gate import SchemaGate
     from loopml.serving.predlog import PredictionLog
 
 __all__ = ["ServeOptions", "ServingState", "create_app"]
@@ -77,6 +79,8 @@ class ServeOptions:
         log_predictions: write the prediction log.
         flush_interval: seconds between prediction-log flushes (the crash-loss window).
         poll_interval: seconds between checks for deployment changes.
+        data_schema: also refuse requests whose values break this data schema (ranges,
+            categories, nulls); see :mod:`loopml.serving.gate`.
     """
 
     open_mode: bool = False
@@ -86,6 +90,7 @@ class ServeOptions:
     log_predictions: bool = True
     flush_interval: float = 1.0
     poll_interval: float = 0.25
+    data_schema: Schema | None = None
 
 
 class _Http(Exception):
@@ -153,6 +158,11 @@ class ServingState:
         self._in_flight = 0
         self.predlog: PredictionLog | None = None
         self.keys: KeyService | None = None
+        self.gate: SchemaGate | None = None
+        if self.options.data_schema is not None:
+            from loopml.serving.gate import SchemaGate
+
+            self.gate = SchemaGate(self.options.data_schema)
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.started_at = time.time()
@@ -548,6 +558,8 @@ def create_app(state: ServingState) -> Starlette:
         return response
 
     async def predict(router: _Router, served: _Served, x: Input, request_id: str, started: float) -> np.ndarray:
+        if state.gate is not None:
+            state.gate.check(x, model=served.model.uri)
         y = await served.batcher.predict(x)
         latency = (time.perf_counter() - started) * 1000
         metrics.predictions.labels(router.name, served.name, served.model.name, str(served.model.version),

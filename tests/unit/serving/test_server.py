@@ -340,3 +340,23 @@ def test_nan_in_a_nullable_column_reaches_the_model(serve: Callable[..., LiveSer
         r = c.post("/invocations", content=json.dumps(body), headers={"Content-Type": "application/json"})
     assert r.status_code == 200, r.text
     assert r.json()["predictions"] == model.predict(rows).tolist()
+
+
+def test_a_data_schema_refuses_implausible_values(serve: Callable[..., LiveServer],
+                                                  cancer: tuple[pd.DataFrame, Any]) -> None:
+    import pyarrow as pa
+
+    from loopml.data.profile import profile_table
+    from loopml.data.schema import infer_schema
+
+    X, model = cancer
+    schema = infer_schema(profile_table(pa.Table.from_pandas(X, preserve_index=False)))
+    live = serve(model_uri="models:/cancer/1", options=ServeOptions(open_mode=True, data_schema=schema))
+    with live.client() as c:
+        assert c.post("/invocations", json=split(X.head(3))).json()["predictions"] == model.predict(X.head(3)).tolist()
+        odd = X.head(3).copy()
+        odd.iloc[1, 0] = 1000.0  # mean radius is 6.9..28.1 in the training data
+        r = c.post("/invocations", json=split(odd))
+        assert r.status_code == 422
+        assert "breaks the data schema" in r.json()["message"] and "'mean radius' is outside" in r.json()["message"]
+        assert "first row 1" in r.json()["message"]
