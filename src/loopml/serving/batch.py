@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -705,7 +706,10 @@ def _run_ray(job: _Job, source: _Source, out_dir: Path, counter: _Counter, worke
         pq.ParquetWriter(out_dir / "part-00000.parquet", empty_schema()).close()
         return tuple(empty_schema().names)
     size = min(size, len(items))
-    context = ray.data.DataContext.get_current()
+    with warnings.catch_warnings():
+        # Ray 2.60 warns about a deprecated field whenever it creates its default DataContext
+        warnings.filterwarnings("ignore", message="`use_push_based_shuffle` is deprecated", category=DeprecationWarning)
+        context = ray.data.DataContext.get_current()
     saved = context.enable_progress_bars, context.raise_original_map_exception
     context.enable_progress_bars = False  # the caller shows progress
     context.raise_original_map_exception = True  # so a _ChunkFailed reaches us, not only its traceback text

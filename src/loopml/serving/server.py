@@ -10,7 +10,7 @@ from loopml.config import Settings
 from loopml.errors import ConfigError
 from loopml.serving.app import ServeOptions, ServingState, create_app
 
-__all__ = ["run_server"]
+__all__ = ["BackgroundServer", "run_server"]
 
 
 def _loop_and_http() -> tuple[str, str]:
@@ -52,3 +52,52 @@ def run_server(settings: Settings, *, model_uri: str | None = None, deployment: 
     config = uvicorn.Config(create_app(state), host=host, port=port, loop=loop, http=http, log_level="warning",
                             access_log=False, lifespan="on", timeout_graceful_shutdown=15, server_header=False)
     uvicorn.Server(config).run()
+
+
+class BackgroundServer:
+    """A prediction server running on a thread of this process (notebooks, demos, tests).
+
+    Use as a context manager, or call :meth:`stop`. ``url`` is where it listens;
+    ``state`` is its :class:`ServingState` (router, prediction log, metrics).
+    """
+
+    def __init__(self, settings: Settings, *, model_uri: str | None = None, deployment: str | None = None,
+                 host: str = "127.0.0.1", port: int = 0, options: ServeOptions | None = None) -> None:
+        import asyncio
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        self.state = ServingState(settings, deployment=deployment, model_uri=model_uri,
+                                  options=options or ServeOptions(open_mode=True))
+        self.state.load()
+        if port == 0:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = int(s.getsockname()[1])
+        self.url = f"http://{host}:{port}"
+        _, http = _loop_and_http()  # the loop is asyncio's: this thread runs its own
+        config = uvicorn.Config(create_app(self.state), host=host, port=port, log_level="warning", access_log=False,
+                                lifespan="on", loop="asyncio", http=http, server_header=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._server.serve()), name="loopml-serve",
+                                        daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the prediction server on {self.url} did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop serving; the prediction log is written out first."""
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -4,13 +4,11 @@ A module of its own (not conftest.py) so that tests can import it by a name no o
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,8 @@ from typing import Any
 import httpx
 
 from loopml.config import Settings
-from loopml.serving.app import ServeOptions, ServingState, create_app
+from loopml.serving.app import ServeOptions
+from loopml.serving.server import BackgroundServer
 
 
 def free_port() -> int:
@@ -28,41 +27,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@dataclass
-class LiveServer:
-    url: str
-    state: ServingState
-    server: Any
-    thread: threading.Thread
+class LiveServer(BackgroundServer):
+    """A real server on 127.0.0.1, uvicorn on a thread of the test process."""
 
     def client(self, **kw: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kw)
 
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
 
 def start_server(settings: Settings, *, model_uri: str | None = None, deployment: str | None = None,
                  options: ServeOptions | None = None) -> LiveServer:
-    """uvicorn serving the app in a background thread (its own event loop), ready when this returns."""
-    import uvicorn
-
-    state = ServingState(settings, model_uri=model_uri, deployment=deployment,
-                         options=options or ServeOptions(open_mode=True, flush_interval=0.2, poll_interval=0.1))
-    state.load()
-    port = free_port()
-    config = uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                            lifespan="on", loop="asyncio", http="h11")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    return LiveServer(f"http://127.0.0.1:{port}", state, server, thread)
+    return LiveServer(settings, model_uri=model_uri, deployment=deployment,
+                      options=options or ServeOptions(open_mode=True, flush_interval=0.2, poll_interval=0.1))
 
 
 @dataclass
