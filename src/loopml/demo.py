@@ -5,8 +5,9 @@ candidate classifiers in the ``wine`` experiment (params, per-fold
 cross-validation scores as metric series, final test metrics, tags, the
 dataset reference), picks the best with a search, registers it as model
 ``wine``, points the ``champion`` alias at it, loads ``models:/wine@champion``
-back and predicts. Running it again on the same folder adds three runs and a
-new version and moves ``champion`` (the alias history keeps the old target,
+back, predicts, and serves it over HTTP on 127.0.0.1 for one request. Running
+it again on the same folder adds three runs and a new version and moves
+``champion`` (the alias history keeps the old target,
 so ``loopml models rollback wine`` undoes it).
 
 Unlike the rest of the library this module prints: it is a guided tour,
@@ -47,6 +48,10 @@ class DemoResult:
     previous_champion: int | None
     predictions: list[Any] = field(default_factory=list)
     seconds: float = 0.0
+    served: list[Any] = field(default_factory=list)
+    serve_url: str = ""
+    request_id: str = ""
+    serve_ms: float = 0.0
 
 
 def _candidates() -> list[tuple[str, dict[str, Any], Any]]:
@@ -101,7 +106,7 @@ def run(project_dir: str | os.PathLike[str] = "demo-project", *, console: Consol
     from loopml.config import load_settings
     from loopml.project import init_project
 
-    steps = 9
+    steps = 10
     progress = Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
         TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
@@ -176,14 +181,40 @@ def run(project_dir: str | os.PathLike[str] = "demo-project", *, console: Consol
         loaded = registry.load(f"models:/{MODEL_NAME}@{ALIAS}", settings=settings)
         sample = X_test.head(5)
         predictions = [int(p) for p in loaded.predict(sample)]
+        progress.advance(task)
+
+        progress.update(task, description=f"Serving models:/{MODEL_NAME}@{ALIAS} over HTTP and calling it")
+        url, request_id, served, serve_ms = _serve_and_call(settings, sample)
         progress.update(task, description="Done", completed=steps)
 
     result = DemoResult(init.project_dir, run_ids, best.id, mv.version, previous, predictions,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, served, url, request_id, serve_ms)
     runs = {r.id: r for r in page.runs}
     _print_summary(out, result, [runs[i] for i in run_ids if i in runs], best, mv, sample,
                    list(y_test.head(5)), class_names)
     return result
+
+
+def _serve_and_call(settings: Any, sample: Any) -> tuple[str, str, list[Any], float]:
+    """Start the prediction server on a free local port, POST the sample, stop it (the log is written)."""
+    import json
+    import urllib.request
+
+    from loopml.serving.app import ServeOptions
+    from loopml.serving.server import BackgroundServer
+
+    with BackgroundServer(settings, model_uri=f"models:/{MODEL_NAME}@{ALIAS}",
+                          options=ServeOptions(open_mode=True)) as server:  # this process only, on 127.0.0.1
+        body = json.dumps({"dataframe_split": {"columns": list(sample.columns),
+                                               "data": sample.to_numpy().tolist()}}).encode()
+        request = urllib.request.Request(server.url + "/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+            request_id = response.headers["X-Request-ID"]
+        ms = (time.perf_counter() - t0) * 1000
+        return server.url, request_id, list(answer["predictions"]), ms
 
 
 def _print_summary(out: Console, res: DemoResult, runs: list[Any], best: Any, mv: Any, sample: Any,
@@ -232,6 +263,9 @@ def _print_summary(out: Console, res: DemoResult, runs: list[Any], best: Any, mv
         preds.add_row(str(idx), f"{row['alcohol']:.2f}", f"{row['proline']:.0f}",
                       Text(class_names[p], style=ok), class_names[int(a)])
     out.print(preds)
+    same = "the same answers" if res.served == res.predictions else "DIFFERENT answers"
+    out.print(Text.assemble(("Served over HTTP: ", "bold"), f"POST {res.serve_url}/invocations -> {res.served} ",
+                            (f"({same}, {res.serve_ms:.1f} ms, request id {res.request_id[:12]}...)", "dim")))
     out.print()
 
     p = shlex.quote(_display_path(res.project_dir))
@@ -246,6 +280,7 @@ def _print_summary(out: Console, res: DemoResult, runs: list[Any], best: Any, mv
         (f"loopml -p {p} models rollback {MODEL_NAME} --alias {ALIAS}", "undo the last alias move"),
         (f"loopml -p {p} data show wine", "the dataset version the models were trained on"),
         (f"loopml -p {p} data profile wine", "an HTML report with a chart per column"),
+        (f"loopml -p {p} serve models:/{MODEL_NAME}@{ALIAS} --open", "serve it: /invocations, /v2, /metrics"),
         (f"loopml demo --project {p}", "run again: new runs, a new version, champion moves"),
     ):
         cmds.append(f"  {cmd}\n", style="bold")

@@ -707,8 +707,8 @@ def _run_ray(job: _Job, source: _Source, out_dir: Path, counter: _Counter, worke
         return tuple(empty_schema().names)
     size = min(size, len(items))
     with warnings.catch_warnings():
-        # Ray 2.60 warns about a deprecated field whenever it creates its default DataContext
-        warnings.filterwarnings("ignore", message="`use_push_based_shuffle` is deprecated", category=DeprecationWarning)
+        # Ray 2.60 warns about its own deprecated fields whenever it creates its default DataContext
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray\.data\.context")
         context = ray.data.DataContext.get_current()
     saved = context.enable_progress_bars, context.raise_original_map_exception
     context.enable_progress_bars = False  # the caller shows progress

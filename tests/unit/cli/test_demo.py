@@ -25,6 +25,7 @@ def test_demo_runs_end_to_end_and_reruns(tmp_path: Path) -> None:
     assert "wine@champion: (new) -> v1" in out
     assert "★ best" in out
     assert "runs compare" in out and "models show wine" in out
+    assert "Served over HTTP: POST http://127.0.0.1:" in out and "(the same answers" in out
     assert (folder / "loopml.toml").is_file() and (folder / ".loopml" / "loopml.db").is_file()
 
     settings = load_settings(folder)
@@ -36,6 +37,9 @@ def test_demo_runs_end_to_end_and_reruns(tmp_path: Path) -> None:
     assert best.metrics["accuracy"].value > 0.9
     v1 = registry.get_version("wine", 1, settings=settings)
     assert v1.run_id == best.id and v1.signature is not None and len(v1.signature.inputs) == 13
+    from loopml.serving.predlog import read_predictions
+
+    assert read_predictions("wine", settings=settings).num_rows == 5  # the served request was logged
 
     res = runner.invoke(app, ["demo", "--project", str(folder)], env=env)
     assert res.exit_code == 0, res.output
