@@ -46,7 +46,7 @@ def _pipelines(ctx: typer.Context) -> tuple[Any, dict[str, Any]]:
 
 @app.command("list")
 def list_pipelines(ctx: typer.Context) -> None:
-    """List the pipelines defined by the modules loopml.toml names under [pipelines]."""
+    """List the pipelines defined by the modules loopml.toml lists under \\[pipelines]."""
     settings, found = _pipelines(ctx)
     out = r.console()
     if not found:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Iterator
@@ -25,10 +26,15 @@ from loopml.serving.batch import BatchResult, score_file
 CANCER_X, CANCER_Y = load_breast_cancer(return_X_y=True, as_frame=True)
 
 
+@functools.cache
+def cancer_model() -> LogisticRegression:
+    return LogisticRegression(max_iter=5000).fit(CANCER_X, CANCER_Y)
+
+
 @pytest.fixture
 def cancer(settings: Settings) -> LogisticRegression:
     """``models:/cancer/1`` (alias ``champion``): a logistic regression on the 569 breast-cancer rows."""
-    model = LogisticRegression(max_iter=5000).fit(CANCER_X, CANCER_Y)
+    model = cancer_model()
     registry.register(model, "cancer", input_example=CANCER_X.head(), settings=settings)
     registry.set_alias("cancer", "champion", 1, settings=settings)
     return model
