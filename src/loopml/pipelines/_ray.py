@@ -39,16 +39,12 @@ _remote: Any = None
 
 
 def _connect(settings: Settings) -> Any:
-    """Ray, initialised (once per process)."""
+    """Ray, initialised (once per process), and the remote function made."""
     global _remote
-    try:
-        import ray
-    except ImportError:
-        raise InvalidInputError("executor='ray' needs Ray; install it with: pip install 'loopml[ray]'") from None
+    from loopml.core.ray import connect
+
+    ray = connect(settings)
     with _lock:
-        if not ray.is_initialized():
-            ray.init(address=settings.ray_address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
         if _remote is None:
             _remote = ray.remote(_run_remote)
     return ray

@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import sys
-import threading
 import time
 import uuid
 import warnings
@@ -607,20 +606,10 @@ def _run_processes(job: _Job, source: _Source, writer: _Writer, counter: _Counte
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-_ray_lock = threading.Lock()
-
-
 def _ray(settings: Settings) -> Any:
-    """Ray, initialised (``ray_address`` from the settings, else a local Ray); a Ray already running is used as is."""
-    try:
-        import ray
-    except ImportError:
-        raise InvalidInputError("executor='ray' needs Ray; install it with: pip install 'loopml[ray]'") from None
-    with _ray_lock:
-        if not ray.is_initialized():
-            ray.init(address=settings.ray_address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
-    return ray
+    from loopml.core.ray import connect
+
+    return connect(settings)
 
 
 class _RayScorer:
@@ -702,10 +691,19 @@ def _run_ray(job: _Job, source: _Source, out_dir: Path, counter: _Counter, worke
     total = source.total_rows
     items = _ray_items(source, max(job.chunk_rows, math.ceil(total / (4 * size)) if total else 0))
     out_dir.mkdir(parents=True)
-    if not items:
-        pq.ParquetWriter(out_dir / "part-00000.parquet", empty_schema()).close()
-        return tuple(empty_schema().names)
-    size = min(size, len(items))
+    if items:
+        _ray_execute(ray, job, items, out_dir, counter, min(size, len(items)), cpus)
+    parts = sorted(out_dir.glob("part-*.parquet"))
+    if parts:
+        return tuple(pq.read_schema(parts[0]).names)
+    schema = empty_schema()  # no rows: still one part file, with the columns
+    pq.ParquetWriter(out_dir / "part-00000.parquet", schema).close()
+    return tuple(schema.names)
+
+
+def _ray_execute(ray: Any, job: _Job, items: list[dict[str, Any]], out_dir: Path, counter: _Counter, size: int,
+                 cpus: int) -> None:
+    """Score ``items`` on ``size`` actors; each writes its part files into ``out_dir``."""
     with warnings.catch_warnings():
         # Ray 2.60 warns about its own deprecated fields whenever it creates its default DataContext
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray\.data\.context")
@@ -716,7 +714,8 @@ def _run_ray(job: _Job, source: _Source, out_dir: Path, counter: _Counter, worke
     try:
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(_RayScorer, fn_constructor_kwargs={"job": job, "out_dir": str(out_dir)}, batch_size=1,
-                            batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=size), num_cpus=1)
+                            batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=size),
+                            num_cpus=min(1.0, cpus / size))  # more workers than CPUs share them
         for row in ds.iter_rows():
             counter.add(int(row["rows"]), int(row["chunks"]))
     except Exception as e:
@@ -726,8 +725,6 @@ def _run_ray(job: _Job, source: _Source, out_dir: Path, counter: _Counter, worke
         raise
     finally:
         context.enable_progress_bars, context.raise_original_map_exception = saved
-    parts = sorted(out_dir.glob("part-*.parquet"))
-    return tuple(pq.read_schema(parts[0]).names) if parts else tuple(empty_schema().names)
 
 
 # -- the job ---------------------------------------------------------------------------

@@ -340,7 +340,8 @@ def test_ray_writes_part_files_in_input_order(local_ray: Any, settings: Settings
     dst.mkdir()
     (dst / "part-00099.parquet").write_bytes(b"an earlier output, replaced")
     seen: list[tuple[int, int]] = []
-    result = score(settings, src, dst, model_uri="models:/iris/1", executor="ray", workers=2, chunk_rows=300,
+    # 3 actors on 2 CPUs share them
+    result = score(settings, src, dst, model_uri="models:/iris/1", executor="ray", workers=3, chunk_rows=300,
                    proba=True, progress=lambda done, total: seen.append((done, total)))
     parts = sorted(p.name for p in dst.iterdir())
     assert parts == [f"part-{i:05d}.parquet" for i in range(5)]  # 1,500 rows in items of >= 300 rows
@@ -374,3 +375,8 @@ def test_ray_csv_with_an_id_column_and_a_bad_row(local_ray: Any, settings: Setti
                                                      r"at row 333 \(line 335 of the file\)"):
         score(settings, src, tmp_path / "bad", id_column="patient", executor="ray", chunk_rows=100)
     assert not (tmp_path / "bad").exists() and leftovers(tmp_path) == []
+
+    src.write_text(",".join(df.columns) + "\n")  # no rows: one part file with the columns
+    result = score(settings, src, tmp_path / "empty", id_column="patient", executor="ray")
+    assert result.rows == 0 and [p.name for p in (tmp_path / "empty").iterdir()] == ["part-00000.parquet"]
+    assert pq.read_table(tmp_path / "empty").schema.names == ["patient", "prediction"]
