@@ -482,6 +482,20 @@ _ADMIN_SCHEMA = {
                   "401": {"description": "Missing or wrong API key"}, "403": {"description": "Not an admin key"}},
 }
 
+#: endpoints whose failed requests go to the prediction log's error stream (the error rate)
+_LOGGED_ERRORS = ("invocations", "v2_infer")
+
+
+def _code_of(response: Response) -> str:
+    import orjson
+
+    try:
+        code = orjson.loads(bytes(response.body)).get("error_code")
+    except (orjson.JSONDecodeError, AttributeError):
+        return "UNKNOWN"
+    return code if isinstance(code, str) else "UNKNOWN"
+
+
 _ADMIN_ACTIONS = ("update", "canary", "weight", "shadow", "stage", "switch", "promote", "remove-challenger",
                   "rollback")
 
@@ -553,8 +567,12 @@ def create_app(state: ServingState) -> Starlette:
             state._in_flight -= 1
             metrics.in_flight.dec()
         elapsed = time.perf_counter() - started
-        metrics.requests.labels(deployment, endpoint, str(response.status_code)).inc()
+        status = response.status_code
+        metrics.requests.labels(deployment, endpoint, str(status)).inc()
         metrics.latency.labels(deployment, endpoint).observe(elapsed)
+        if status >= 400 and endpoint in _LOGGED_ERRORS and state.predlog is not None and status not in (401, 403):
+            state.predlog.error(deployment=deployment, request_id=request_id, ts_ms=now_ms(), endpoint=endpoint,
+                                status=status, error_code=_code_of(response), latency_ms=elapsed * 1000)
         return response
 
     async def predict(router: _Router, served: _Served, x: Input, request_id: str, started: float) -> np.ndarray:

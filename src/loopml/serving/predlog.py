@@ -7,11 +7,14 @@ waiting, as parquet files partitioned by deployment and day::
 
     predictions/<deployment>/date=2026-11-23/part-<ms>-<model>-v<version>-<id>.parquet
     feedback/<deployment>/date=2026-11-23/part-<ms>-<id>.parquet
+    errors/<deployment>/date=2026-11-23/part-<ms>-<id>.parquet
 
 Prediction rows: ``request_id``, ``row`` (position in its request), ``ts``
 (UTC), ``deployment``, ``variant``, ``role`` (``live``/``shadow``), ``model``,
 ``version``, ``latency_ms``, ``inputs`` (a struct of the input columns) and
 ``prediction``. Feedback rows: ``request_id``, ``row``, ``ts``, ``label``.
+Error rows (requests answered with a 4xx/5xx, for the error rate): ``request_id``,
+``ts``, ``endpoint``, ``status``, ``error_code``, ``latency_ms``.
 
 Durability: a clean shutdown (SIGTERM, Ctrl-C, the server's lifespan end) flushes
 everything. A crash (``kill -9``, power loss) loses at most what arrived since
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
     from loopml.config import Settings
     from loopml.storage.base import BlobStore
 
-__all__ = ["PredictionLog", "read_feedback", "read_predictions", "read_scored"]
+__all__ = ["PredictionLog", "read_errors", "read_feedback", "read_predictions", "read_scored"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,17 @@ class _Prediction:
     latency_ms: float
     x: Input
     y: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _Error:
+    deployment: str
+    request_id: str
+    ts_ms: int
+    endpoint: str
+    status: int
+    error_code: str
+    latency_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +105,7 @@ class PredictionLog:
         self.max_buffer_rows = max_buffer_rows
         self._predictions: list[_Prediction] = []
         self._feedback: list[_Feedback] = []
+        self._errors: list[_Error] = []
         self._rows = 0
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -126,6 +141,16 @@ class PredictionLog:
             self._rows += len(labels)
         if self._rows >= self.flush_rows:
             self._wake.set()
+
+    def error(self, *, deployment: str, request_id: str, ts_ms: int, endpoint: str, status: int, error_code: str,
+              latency_ms: float) -> None:
+        """Buffer a request that was answered with an error (it has no prediction)."""
+        with self._lock:
+            if self._rows + 1 > self.max_buffer_rows:
+                self.dropped += 1
+                return
+            self._errors.append(_Error(deployment, request_id, ts_ms, endpoint, status, error_code, latency_ms))
+            self._rows += 1
 
     @property
     def buffered_rows(self) -> int:
@@ -169,8 +194,9 @@ class PredictionLog:
             with self._lock:
                 preds, self._predictions = self._predictions, []
                 fbs, self._feedback = self._feedback, []
+                errs, self._errors = self._errors, []
                 self._rows = 0
-            if not preds and not fbs:
+            if not preds and not fbs and not errs:
                 return 0
             written = 0
             groups: dict[tuple[str, str, int, str, tuple[str, ...], str, bool], list[_Prediction]] = defaultdict(list)
@@ -180,8 +206,12 @@ class PredictionLog:
             fb_groups: dict[tuple[str, str], list[_Feedback]] = defaultdict(list)
             for f in fbs:
                 fb_groups[(f.deployment, _day(f.ts_ms))].append(f)
+            err_groups: dict[tuple[str, str], list[_Error]] = defaultdict(list)
+            for e in errs:
+                err_groups[(e.deployment, _day(e.ts_ms))].append(e)
             pending_p = list(groups.items())
             pending_f = list(fb_groups.items())
+            pending_e = list(err_groups.items())
             try:
                 while pending_p:
                     (dep, model, version, _variant, _cols, day, _arr), items = pending_p[0]
@@ -196,13 +226,21 @@ class PredictionLog:
                     rows = self._write(key, _feedback_table(fitems))
                     pending_f.pop(0)
                     written += rows
+                while pending_e:
+                    (dep, day), eitems = pending_e[0]
+                    key = f"errors/{_safe(dep)}/date={day}/part-{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}.parquet"
+                    rows = self._write(key, _error_table(eitems))
+                    pending_e.pop(0)
+                    written += rows
             finally:
                 with self._lock:  # what was not written goes back, ahead of newer rows
                     back_p = [p for _, items in pending_p for p in items]
                     back_f = [f for _, items in pending_f for f in items]
+                    back_e = [e for _, items in pending_e for e in items]
                     self._predictions[:0] = back_p
                     self._feedback[:0] = back_f
-                    self._rows += sum(p.x.n for p in back_p) + sum(len(f.labels) for f in back_f)
+                    self._errors[:0] = back_e
+                    self._rows += sum(p.x.n for p in back_p) + sum(len(f.labels) for f in back_f) + len(back_e)
             self.rows_written += written
             self.last_error = None
             return written
@@ -278,6 +316,19 @@ def _feedback_table(items: list[_Feedback]) -> pa.Table:
     })
 
 
+def _error_table(items: list[_Error]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.table({
+        "request_id": pa.array([e.request_id for e in items], type=pa.string()),
+        "ts": pa.array(np.array([e.ts_ms for e in items], dtype="datetime64[ms]"), type=pa.timestamp("ms", tz="UTC")),
+        "endpoint": pa.array([e.endpoint for e in items], type=pa.string()),
+        "status": pa.array([e.status for e in items], type=pa.int16()),
+        "error_code": pa.array([e.error_code for e in items], type=pa.string()),
+        "latency_ms": pa.array([e.latency_ms for e in items], type=pa.float64()),
+    })
+
+
 # -- reading ---------------------------------------------------------------------------
 
 
@@ -303,7 +354,8 @@ def _read(blobs: BlobStore, prefix: str, since_ms: int | None, until_ms: int | N
         table = table.filter(pc.greater_equal(table["ts"], pa.scalar(since_ms, pa.timestamp("ms", tz="UTC"))))
     if until_ms is not None:
         table = table.filter(pc.less(table["ts"], pa.scalar(until_ms, pa.timestamp("ms", tz="UTC"))))
-    return table.sort_by([("ts", "ascending"), ("request_id", "ascending"), ("row", "ascending")])
+    keys = [k for k in ("ts", "request_id", "row") if k in table.column_names]
+    return table.sort_by([(k, "ascending") for k in keys])
 
 
 def _blobs(settings: Settings | None) -> BlobStore:
@@ -338,6 +390,20 @@ def read_feedback(deployment: str, *, since_ms: int | None = None, until_ms: int
     if table is None:
         return pa.table({"request_id": pa.array([], pa.string()), "row": pa.array([], pa.int32()),
                          "ts": pa.array([], pa.timestamp("ms", tz="UTC")), "label": pa.array([], pa.float64())})
+    return table
+
+
+def read_errors(deployment: str, *, since_ms: int | None = None, until_ms: int | None = None,
+                settings: Settings | None = None) -> pa.Table:
+    """The requests of ``deployment`` answered with an error (status, error code, latency), oldest first."""
+    import pyarrow as pa
+
+    table = _read(_blobs(settings), f"errors/{_safe(deployment)}", since_ms, until_ms)
+    if table is None:
+        return pa.table({"request_id": pa.array([], pa.string()),
+                         "ts": pa.array([], pa.timestamp("ms", tz="UTC")), "endpoint": pa.array([], pa.string()),
+                         "status": pa.array([], pa.int16()), "error_code": pa.array([], pa.string()),
+                         "latency_ms": pa.array([], pa.float64())})
     return table
 
 

@@ -393,3 +393,46 @@ api_keys = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
 )
+
+monitor_runs = Table(
+    "monitor_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(128), nullable=False),
+    Column("window_start", BigInteger, nullable=False),
+    Column("window_end", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # ok | no_data | error
+    Column("summary", JSON, nullable=False),  # the whole evaluation: drift, quality, outputs, service, performance
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_monitor_runs_deployment_end", "deployment", "window_end"),
+)
+
+monitor_metrics = Table(
+    "monitor_metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("monitor_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("deployment", String(128), nullable=False),
+    Column("metric", String(128), nullable=False),  # drift.share, drift.column, quality.missing_rate, service.p99_ms ...
+    Column("column", String(256), nullable=True),  # for per-column metrics
+    Column("value", Float, nullable=True),
+    Column("flag", Boolean, nullable=True),  # drifted / violated
+    Column("window_end", BigInteger, nullable=False),
+    Index("ix_monitor_metrics_series", "deployment", "metric", "window_end"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(128), nullable=False),
+    Column("deployment", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # firing | resolved
+    Column("opened_at", BigInteger, nullable=False),
+    Column("last_fired_at", BigInteger, nullable=False),  # actions ran (cool-down counts from here)
+    Column("resolved_at", BigInteger, nullable=True),
+    Column("value", Float, nullable=True),
+    Column("message", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+    Index("ix_alerts_rule_deployment_state", "rule", "deployment", "state"),
+)

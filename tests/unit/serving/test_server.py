@@ -360,3 +360,20 @@ def test_a_data_schema_refuses_implausible_values(serve: Callable[..., LiveServe
         assert r.status_code == 422
         assert "breaks the data schema" in r.json()["message"] and "'mean radius' is outside" in r.json()["message"]
         assert "first row 1" in r.json()["message"]
+
+
+def test_failed_requests_go_to_the_error_stream(serve: Callable[..., LiveServer], settings: Settings,
+                                                cancer: tuple[pd.DataFrame, Any]) -> None:
+    from loopml.serving.predlog import read_errors
+
+    X, _ = cancer
+    live = serve(model_uri="models:/cancer/1")
+    with live.client() as c:
+        c.post("/invocations", json=split(X.head(2)))
+        c.post("/invocations", content=b"{broken", headers={"Content-Type": "application/json"})
+        c.post("/invocations", json={"dataframe_records": [{"x": 1}]})
+    assert live.state.predlog is not None
+    live.state.predlog.flush()
+    errors = read_errors("cancer", settings=settings).to_pylist()
+    assert [(e["status"], e["error_code"]) for e in errors] == [(400, "INVALID_INPUT"), (422, "SIGNATURE_MISMATCH")]
+    assert all(e["endpoint"] == "invocations" and e["latency_ms"] > 0 for e in errors)
