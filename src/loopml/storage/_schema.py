@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -435,4 +436,7 @@ alerts = Table(
     Column("message", Text, nullable=False),
     Column("details", JSON, nullable=False),
     Index("ix_alerts_rule_deployment_state", "rule", "deployment", "state"),
+    # at most one open alert per rule and deployment, even with two monitors racing
+    Index("uq_alerts_one_firing", "rule", "deployment", unique=True,
+          sqlite_where=text("state = 'firing'"), postgresql_where=text("state = 'firing'")),
 )

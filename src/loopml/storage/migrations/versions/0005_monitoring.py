@@ -34,6 +34,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.create_index('ix_alerts_rule_deployment_state', ['rule', 'deployment', 'state'], unique=False)
+        batch_op.create_index('uq_alerts_one_firing', ['rule', 'deployment'], unique=True,
+                              sqlite_where=sa.text("state = 'firing'"), postgresql_where=sa.text("state = 'firing'"))
 
     op.create_table('monitor_runs',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -77,6 +79,7 @@ def downgrade() -> None:
 
     op.drop_table('monitor_runs')
     with op.batch_alter_table('alerts', schema=None) as batch_op:
+        batch_op.drop_index('uq_alerts_one_firing')
         batch_op.drop_index('ix_alerts_rule_deployment_state')
 
     op.drop_table('alerts')
