@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import batch, data, deploy, keys, lineage, models, pipeline, project, runs, schedule, serve
+from loopml.cli import batch, data, deploy, keys, lineage, models, monitor, pipeline, project, runs, schedule, serve
 from loopml.cli._state import CliState, LoopmlGroup, get_state
 
 __all__ = ["app", "main"]
@@ -37,6 +37,7 @@ app.command("serve")(serve.serve)
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(keys.app, name="keys")
 app.command("batch")(batch.batch)
+app.add_typer(monitor.app, name="monitor")
 
 
 @app.callback()

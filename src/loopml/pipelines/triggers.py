@@ -244,7 +244,7 @@ class Scheduler:
                     after = v
         else:
             for ev in read_events(self.store, kind=trig.spec, after_id=int(trig.cursor or 0)):
-                due.append((f"event:{ev.id}", str(ev.id), {"event_id": ev.id}))
+                due.append((f"event:{ev.id}", str(ev.id), {"event_id": ev.id, "event_subject": ev.subject}))
         return due
 
     def _claim(self, trig: Trigger, fire_key: str, cursor: str) -> bool:

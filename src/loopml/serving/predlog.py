@@ -349,13 +349,35 @@ def _read(blobs: BlobStore, prefix: str, since_ms: int | None, until_ms: int | N
         tables.append(pq.read_table(io.BytesIO(blobs.get_bytes(key))))
     if not tables:
         return None
-    table = pa.concat_tables(tables, promote_options="permissive")
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # e.g. labels sent as numbers one day, as text the next
+        table = pa.concat_tables(_as_text_where_types_differ(tables), promote_options="permissive")
     if since_ms is not None:
         table = table.filter(pc.greater_equal(table["ts"], pa.scalar(since_ms, pa.timestamp("ms", tz="UTC"))))
     if until_ms is not None:
         table = table.filter(pc.less(table["ts"], pa.scalar(until_ms, pa.timestamp("ms", tz="UTC"))))
     keys = [k for k in ("ts", "request_id", "row") if k in table.column_names]
     return table.sort_by([(k, "ascending") for k in keys])
+
+
+def _as_text_where_types_differ(tables: list[pa.Table]) -> list[pa.Table]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    types: dict[str, set[str]] = defaultdict(set)
+    for t in tables:
+        for f in t.schema:
+            if not pa.types.is_null(f.type):
+                types[f.name].add(str(f.type))
+    mixed = {name for name, seen in types.items() if len(seen) > 1}
+    out = []
+    for t in tables:
+        for name in mixed & set(t.column_names):
+            i = t.column_names.index(name)
+            t = t.set_column(i, name, pc.cast(t[name], pa.string()))
+        out.append(t)
+    return out
 
 
 def _blobs(settings: Settings | None) -> BlobStore:
