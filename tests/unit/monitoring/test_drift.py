@@ -326,11 +326,14 @@ def test_per_column_thresholds() -> None:
     reference = fit_reference(pa.table({"x": rng.normal(size=n), "y": rng.normal(size=n)}))
     # a 1.5x wider spread moves the KS D of a normal by only 0.097
     window = pa.table({"x": rng.normal(0, 1.5, size=n), "y": rng.normal(0, 1.5, size=n)})
-    cfg = DriftConfig(column_thresholds={"x": {"min_effect": 0.05}})
+    cfg = DriftConfig(column_thresholds={"x": {"min_effect": 0.05}, "y": {"min_effect": 0.5}})
     report = detect_drift(reference, window, config=cfg)
-    assert report.columns["x"].threshold == 0.05 and report.columns["y"].threshold == 0.1
-    assert report.drifted_columns == ["x"]
+    assert report.columns["x"].threshold == 0.05 and report.columns["y"].threshold == 0.5
+    assert report.drifted_columns == ["x"]  # y's own threshold is the only way for it to be large
     assert 0.09 < report.columns["y"].effect_size < 0.1
+    # by default, KS's D of 0.097 is small, but the values moved by 0.4 std (Wasserstein): drifted
+    report = detect_drift(reference, window)
+    assert report.drifted_columns == ["x", "y"] and "Wasserstein=0.399 std" in report.columns["y"].reason
     # merged over the defaults: giving one method keeps the others
     cfg = DriftConfig(min_effect={"ks": 0.3})
     assert cfg.min_effect["ks"] == 0.3 and cfg.min_effect["psi"] == 0.2
