@@ -10,7 +10,7 @@ from typing import Any
 
 from loopml.config import Settings
 from loopml.core import now_ms
-from loopml.errors import InvalidInputError
+from loopml.errors import InvalidInputError, NotFoundError
 from loopml.monitoring.alerts import Alert, apply_rules
 from loopml.monitoring.config import MonitorConfig, load_monitor_config
 from loopml.monitoring.evaluate import WindowResult, evaluate_window
@@ -43,6 +43,7 @@ class MonitorService:
 
         Raises:
             InvalidInputError: a bad window.
+            NotFoundError: no deployment, model or prediction log has that name.
         """
         config = config or self.config()
         end = end_ms if end_ms is not None else now_ms()
@@ -51,6 +52,10 @@ class MonitorService:
             raise InvalidInputError(f"the window must be longer than zero, got {window} s")
         start = end - int(window * 1000)
         result = evaluate_window(deployment, start, end, settings=self.backend.settings, config=config)
+        if result.status == "no_data" and any(n.startswith("no model version") for n in result.notes):
+            known = sorted(set(self._monitored(config)) | set(self.repo.deployments()))
+            raise NotFoundError(f"nothing to monitor called {deployment!r}: no deployment, model or prediction log "
+                                f"has that name; known: {', '.join(known) or 'none yet'}", deployment=deployment)
         self.repo.record(result, now_ms())
         alerts = apply_rules(config.alerts, deployment, self.repo, self.backend.metadata)
         return result, alerts
