@@ -7,12 +7,18 @@ piece of user text (title, column names, values, messages) is escaped.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from loopml.core.svg import BASE_CSS
+from loopml.core.svg import clip as _clip
+from loopml.core.svg import diverging as _diverging
+from loopml.core.svg import empty_svg as _empty_svg
+from loopml.core.svg import escape as _e
+from loopml.core.svg import fmt as _fmt
+from loopml.core.svg import short as _short
 from loopml.data.models import Anomaly, ColumnProfile, Histogram, PiiFinding, Profile
 
 __all__ = ["render_profile_html", "write_profile_html"]
@@ -28,25 +34,8 @@ _KIND_COLOURS = {
 _BAR = "#3b82f6"
 _TOP_BARS = 10  # values shown in a column's bar chart
 
-_CSS = """
-:root { --fg:#0f172a; --muted:#64748b; --line:#e2e8f0; --bg:#f8fafc; --card:#fff; }
-* { box-sizing: border-box; }
-body { margin:0; background:var(--bg); color:var(--fg);
-  font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif; }
-main { max-width:1160px; margin:0 auto; padding:28px 24px 48px; }
-h1 { font-size:24px; margin:0 0 4px; } h2 { font-size:18px; margin:32px 0 12px; }
+_CSS = BASE_CSS + """
 h3 { font-size:15px; margin:0; display:flex; gap:8px; align-items:center; flex-wrap:wrap; }
-.sub { color:var(--muted); margin:0; }
-.cards { display:flex; flex-wrap:wrap; gap:12px; margin-top:20px; }
-.stat { flex:1 1 130px; background:var(--card); border:1px solid var(--line); border-radius:10px; padding:12px 14px; }
-.stat b { display:block; font-size:20px; } .stat span { color:var(--muted); font-size:12px; }
-table { border-collapse:collapse; width:100%; background:var(--card); }
-th, td { padding:6px 10px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
-th { font-size:12px; color:var(--muted); font-weight:600; text-transform:uppercase; letter-spacing:.03em; }
-td.n { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
-.wrap { border:1px solid var(--line); border-radius:10px; overflow:auto; }
-tbody tr:nth-child(even) { background:#fbfdff; }
-a { color:#1d4ed8; text-decoration:none; } a:hover { text-decoration:underline; }
 .kind { display:inline-block; padding:1px 8px; border-radius:999px; font-size:11px; font-weight:600; color:#fff; }
 .pii { display:inline-block; padding:1px 8px; border-radius:999px; font-size:11px; font-weight:600;
   background:#fee2e2; color:#b91c1c; border:1px solid #fecaca; }
@@ -57,9 +46,6 @@ a { color:#1d4ed8; text-decoration:none; } a:hover { text-decoration:underline; 
 .col table { width:auto; min-width:170px; font-size:13px; }
 .col td, .col th { padding:2px 8px 2px 0; border:0; }
 .col th { text-transform:none; letter-spacing:0; font-weight:500; font-size:13px; }
-svg text { font-family:inherit; }
-.muted { color:var(--muted); }
-footer { margin-top:40px; color:var(--muted); font-size:12px; }
 """
 
 
@@ -304,13 +290,6 @@ def _bars_svg(top: list[tuple[Any, int]], count: int, name: str) -> str:
     )
 
 
-def _empty_svg(message: str) -> str:
-    return (
-        '<svg class="chart" role="img" width="320" height="40" viewBox="0 0 320 40" '
-        f'xmlns="http://www.w3.org/2000/svg"><text x="0" y="24" font-size="12" fill="#94a3b8">{_e(message)}</text></svg>'
-    )
-
-
 def _heatmap(profile: Profile) -> str:
     names = [n for n, c in profile.columns.items() if c.kind == "numeric" and n in profile.correlations]
     if len(names) < 2:
@@ -374,49 +353,8 @@ def _heatmap(profile: Profile) -> str:
 # -- formatting ----------------------------------------------------------------------
 
 
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
 def _kind_badge(kind: str) -> str:
     return f'<span class="kind" style="background:{_KIND_COLOURS.get(kind, "#64748b")}">{_e(kind)}</span>'
-
-
-def _diverging(r: float) -> str:
-    """Blue (−1) → near-white (0) → red (+1)."""
-    r = max(-1.0, min(1.0, r))
-    mid = (247, 247, 247)
-    end = (178, 24, 43) if r > 0 else (33, 102, 172)
-    t = abs(r)
-    red, green, blue = (round(m + (e - m) * t) for m, e in zip(mid, end, strict=True))
-    return f"#{red:02x}{green:02x}{blue:02x}"
-
-
-def _fmt(x: Any) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, bool):
-        return str(x)
-    if isinstance(x, int):
-        return f"{x:,}"
-    if isinstance(x, float):
-        if math.isnan(x):
-            return "NaN"
-        if math.isinf(x):
-            return "∞" if x > 0 else "−∞"
-        if x == 0:
-            return "0"
-        if abs(x) >= 1e6 or abs(x) < 1e-3:
-            return f"{x:.3e}"
-        return f"{x:,.4g}" if abs(x) >= 1000 else f"{x:.4g}"
-    return str(x)
-
-
-def _short(n: int) -> str:
-    for unit, size in (("M", 1_000_000), ("k", 1_000)):
-        if n >= size:
-            return f"{n / size:.3g}{unit}"
-    return str(n)
 
 
 def _pct(q: str) -> str:
@@ -428,7 +366,3 @@ def _label(v: Any) -> str:
     if v == "":
         return '""'
     return str(v)
-
-
-def _clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["MetricPoint", "WindowResult", "evaluate_window"]
 
 _DAY_MS = 86_400_000
-_REJECTED = ("SIGNATURE_MISMATCH", "INVALID_INPUT", "PAYLOAD_TOO_LARGE", "MODEL_PREDICT_FAILED")
+_REJECTED = ("SIGNATURE_MISMATCH", "INVALID_INPUT", "PAYLOAD_TOO_LARGE")  # the client's fault, not the model's
 _HIGHER_IS_BETTER = {"accuracy": True, "f1": True, "rmse": False, "mae": False}
 
 
@@ -175,9 +175,13 @@ def _outputs(ref: FittedReference, preds: pa.Table, cfg: MonitorConfig, result: 
     if ref.task == "classification":
         arr = arr.astype(str)
         classes, counts = np.unique(arr, return_counts=True)
-        first = float(counts[0] / counts.sum()) if counts.size else None
-        result.summary["outputs"] = {"class_share": {str(c): float(k / counts.sum()) for c, k in zip(classes, counts,
-                                                                                                   strict=True)}}
+        shares = {str(c): float(k / counts.sum()) for c, k in zip(classes, counts, strict=True)}
+        # output.mean follows one class across windows: the reference's most frequent prediction
+        ref_col = ref.outputs.columns.get("prediction") if ref.outputs is not None else None
+        pinned = next(iter(ref_col.categories), None) if ref_col is not None and ref_col.categories else None
+        pinned = pinned if pinned is not None else (str(classes[0]) if classes.size else None)
+        first = shares.get(pinned, 0.0) if pinned is not None and counts.size else None
+        result.summary["outputs"] = {"class_share": shares, "mean_class": pinned}
     else:
         arr = arr.astype(float)
         first = float(np.nanmean(arr)) if arr.size else None

@@ -36,7 +36,8 @@ METRICS: dict[str, MetricInfo] = {
     "output.drift": MetricInfo(
         "drift effect size of the predictions against the model's predictions on the reference; flag = drifted"
     ),
-    "output.mean": MetricInfo("mean prediction (regression) or share of the first class (classification)"),
+    "output.mean": MetricInfo("mean prediction (regression) or share of the reference's most frequent predicted "
+                              "class (classification)"),
     # service
     "service.requests": MetricInfo("requests answered in the window"),
     "service.throughput": MetricInfo("requests per second", unit="req/s"),

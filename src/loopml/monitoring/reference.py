@@ -84,8 +84,9 @@ def get_reference(mv: ModelVersion, settings: Settings, *, dataset: str | None =
     pinned = f"datasets:/{dv.name}/{dv.version}"
     key_id = hashlib.sha256(f"{mv.name}/{mv.version}/{pinned}/{task}".encode()).hexdigest()[:16]
     base = f"monitoring/references/{mv.name}/v{mv.version}-{key_id}"
+    cache_key = f"{settings.metadata_url}|{settings.artifact_root}|{base}"  # two projects may share names
     with _lock:
-        hit = _cache.get(base)
+        hit = _cache.get(cache_key)
     if hit is not None:
         return hit
     blobs = get_backend(settings).blobs
@@ -121,7 +122,7 @@ def get_reference(mv: ModelVersion, settings: Settings, *, dataset: str | None =
             "dataset": pinned, "categorical": list(categorical), "task": resolved_task,
             "outputs": outputs is not None, "model": mv.uri}).encode())
     with _lock:
-        _cache[base] = fitted
+        _cache[cache_key] = fitted
     return fitted
 
 

@@ -52,13 +52,36 @@ class MonitorService:
             raise InvalidInputError(f"the window must be longer than zero, got {window} s")
         start = end - int(window * 1000)
         result = evaluate_window(deployment, start, end, settings=self.backend.settings, config=config)
-        if result.status == "no_data" and any(n.startswith("no model version") for n in result.notes):
+        if result.status == "no_data" and not self._exists(deployment, config):
             known = sorted(set(self._monitored(config)) | set(self.repo.deployments()))
             raise NotFoundError(f"nothing to monitor called {deployment!r}: no deployment, model or prediction log "
                                 f"has that name; known: {', '.join(known) or 'none yet'}", deployment=deployment)
         self.repo.record(result, now_ms())
-        alerts = apply_rules(config.alerts, deployment, self.repo, self.backend.metadata)
+        # alerts are dated by the window they judge (a backfill dates them in the past, like its windows)
+        alerts = apply_rules(config.alerts, deployment, self.repo, self.backend.metadata, now=end)
         return result, alerts
+
+    def _exists(self, name: str, config: MonitorConfig) -> bool:
+        """Is ``name`` a deployment, a registered model, a configured deployment or a prediction log?"""
+        from loopml.errors import NotFoundError as Missing
+        from loopml.registry import get_registry
+
+        if name in config.deployments or name in self.repo.deployments():
+            return True
+        if any(True for _ in self.backend.blobs.list(f"predictions/{name}")):
+            return True
+        try:
+            from loopml.serving.deployments import get_deployments
+
+            get_deployments(self.backend.settings).get(name)
+            return True
+        except Missing:
+            pass
+        try:
+            get_registry(self.backend.settings).get_model(name)
+            return True
+        except Missing:
+            return False
 
     def backfill(self, deployment: str, *, start_ms: int, end_ms: int, window_s: float | None = None,
                  config: MonitorConfig | None = None,

@@ -289,3 +289,16 @@ def test_the_watch_daemon_survives_a_failing_deployment(settings: Settings, canc
     seen: list[str] = []
     get_monitor(settings).watch(["ghost", "cancer"], once=True, on_result=lambda r, a: seen.append(r.deployment))
     assert "cancer" in seen
+
+
+def test_two_projects_with_the_same_names_keep_their_own_references(tmp_path: Any) -> None:
+    X, y = load_wine(return_X_y=True, as_frame=True)
+    X = X[["alcohol", "malic_acid", "ash", "magnesium"]]
+    results = []
+    for i, scale in enumerate((1.0, 3.0)):
+        s = Settings.for_dir(tmp_path / f"p{i}")
+        model, version = setup_model(s, X * scale, y, LogisticRegression(max_iter=5000), "cancer")
+        log_window(s, "cancer", model, version, X * 3.0, None, 0)
+        results.append(run_window(s, "cancer", 0))
+    assert results[0].summary["drift"]["drifted_columns"]  # x3 data against a x1 reference: drift
+    assert results[1].summary["drift"]["drifted_columns"] == []  # against its own x3 reference: none
