@@ -78,3 +78,42 @@ def ensure_peer_venv(console: Any, name: str, peer: dict[str, Any], venv: Path,
     if found is None:
         return None, f"{py} still cannot run: {peer['probe']}"
     return found, ""
+
+
+PROGRESS_PREFIX = "@@bench "
+
+
+def run_child(cmd: list[str], *, cwd: Path, out: Path, log: Path, env: dict[str, str], label: str, progress: Any,
+             task: Any) -> tuple[int, float]:
+    """Run one side of a benchmark as a child process, moving ``task`` on the lines it prints as
+    ``PROGRESS_PREFIX {"frac": .., "desc": ..}``; stderr goes to ``log``. Returns (exit code, wall seconds);
+    the caller reads ``out`` when the code is 0 and ``out`` exists."""
+    import json
+    import subprocess
+    import time
+
+    t0 = time.perf_counter()
+    with log.open("w") as errf:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=errf, text=True)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith(PROGRESS_PREFIX):
+                    ev = json.loads(line[len(PROGRESS_PREFIX):])
+                    progress.update(task, completed=ev["frac"] * 1000, description=f"{label} {ev['desc']}")
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    wall = time.perf_counter() - t0
+    if rc == 0 and out.exists():
+        progress.update(task, completed=1000, description=f"{label} done in {wall:.1f}s")
+    return rc, wall
+
+
+def print_failure(console: Any, what: str, rc: int, log: Path) -> None:
+    """Say that a side failed, with the last lines of its stderr log."""
+    tail = log.read_text(errors="replace").splitlines()[-40:]
+    console.print(f"[bold red]{what} failed (exit {rc}); last lines of {log}:[/]")
+    console.print("\n".join(tail), markup=False, highlight=False)

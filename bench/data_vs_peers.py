@@ -58,11 +58,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from _common import ensure_peer_venv, fmt_time, machine_load, venv_python  # bench/ is on sys.path when a script runs
+from _common import (  # bench/ is on sys.path when a script runs
+    PROGRESS_PREFIX,
+    ensure_peer_venv,
+    fmt_time,
+    machine_load,
+    print_failure,
+    run_child,
+    venv_python,
+)
 
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
-PROGRESS_PREFIX = "@@bench "
 SEED = 20240601
 
 SIZES: dict[str, dict[str, int]] = {
@@ -622,27 +629,11 @@ def run_side_process(side: str, python: str, workdir: Path, progress: Any, task:
     out = workdir / f"{side}.json"
     log = workdir / f"{side}.log"
     cmd = [python, str(Path(__file__).resolve()), "--side", side, "--out", str(out), "--workdir", str(workdir)]
-    t0 = time.perf_counter()
-    with log.open("w") as errf:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=side_env(), stdout=subprocess.PIPE, stderr=errf, text=True)
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.startswith(PROGRESS_PREFIX):
-                    ev = json.loads(line[len(PROGRESS_PREFIX):])
-                    progress.update(task, completed=ev["frac"] * 1000, description=f"{side:8} {ev['desc']}")
-            rc = proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-    wall = time.perf_counter() - t0
+    rc, wall = run_child(cmd, cwd=workdir, out=out, log=log, env=side_env(), label=f"{side:8}", progress=progress,
+                        task=task)
     if rc != 0 or not out.exists():
-        tail = log.read_text(errors="replace").splitlines()[-40:]
-        console.print(f"[bold red]the {side} side failed (exit {rc}); last lines of {log}:[/]")
-        console.print("\n".join(tail), markup=False, highlight=False)
+        print_failure(console, f"the {side} side", rc, log)
         return {"side": side, "available": False, "crashed": True, "reason": f"exit {rc}, see {log}"}
-    progress.update(task, completed=1000, description=f"{side:8} done in {wall:.1f}s")
     result = json.loads(out.read_text())
     result["wall_seconds"] = wall
     result["stderr_log"] = str(log)
