@@ -26,7 +26,7 @@ import logging
 import math
 import numbers
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +127,7 @@ class Deployment:
     variants: tuple[Variant, ...]
     sticky_header: str | None
     updated_at: int
+    features: tuple[str, ...] = ()  # "view:feature" refs fetched from the online store for requests
 
     def live(self) -> list[Variant]:
         """Variants that answer requests; their weights sum to 100."""
@@ -156,6 +157,7 @@ class Deployment:
             "variants": [v.to_dict() for v in self.variants],
             "sticky_header": self.sticky_header,
             "updated_at": self.updated_at,
+            "features": list(self.features),
         }
 
     @classmethod
@@ -163,7 +165,7 @@ class Deployment:
         """The inverse of :meth:`to_dict`."""
         return cls(str(d["name"]), int(d["revision"]), str(d["strategy"]),
                    tuple(Variant.from_dict(v) for v in d["variants"]), d.get("sticky_header"),
-                   int(d["updated_at"]))
+                   int(d["updated_at"]), tuple(d.get("features") or ()))
 
 
 def _fmt_weight(w: float) -> str:
@@ -177,7 +179,7 @@ def _config(strategy: str, variants: list[Variant], sticky_header: str | None = 
 def _from_config(name: str, revision: int, config: dict[str, Any], updated_at: int) -> Deployment:
     return Deployment(name, revision, str(config["strategy"]),
                       tuple(Variant.from_dict(v) for v in config["variants"]), config.get("sticky_header"),
-                      updated_at)
+                      updated_at, tuple(config.get("features") or ()))
 
 
 def _from_row(row: DeploymentRow) -> Deployment:
@@ -281,7 +283,14 @@ class DeploymentService:
 
     def _change(self, name: str, action: str, compute: Callable[[Deployment], dict[str, Any]]) -> Deployment:
         _check_name(name)
-        row, changed = self.repo.change(name, action, self._user(), lambda cur: compute(_from_row(cur)))
+        def keep_features(cur: DeploymentRow) -> dict[str, Any]:
+            dep = _from_row(cur)
+            config = compute(dep)
+            if dep.features:  # a change of models keeps the feature list
+                config.setdefault("features", list(dep.features))
+            return config
+
+        row, changed = self.repo.change(name, action, self._user(), keep_features)
         dep = _from_row(row)
         if changed:
             self._announce(dep, action)
@@ -539,6 +548,25 @@ class DeploymentService:
             )
 
         return self._change(name, "remove-challenger", compute)
+
+    def set_features(self, name: str, features: Sequence[str]) -> Deployment:
+        """Declare the online features (``"view:feature"`` or ``"view:*"``) this deployment's requests are
+        enriched with: a request then carries the entity keys, and the server fetches the rest.
+
+        Raises:
+            InvalidInputError: a reference that is not ``view:feature``.
+        """
+        refs = list(features)
+        for ref in refs:
+            if not isinstance(ref, str) or ref.count(":") != 1 or not all(ref.split(":")):
+                raise InvalidInputError(f"feature {ref!r} must be written view:feature (or view:*)", feature=ref)
+        if len(set(refs)) != len(refs):
+            raise InvalidInputError(f"features repeat: {sorted({r for r in refs if refs.count(r) > 1})}")
+
+        def compute(d: Deployment) -> dict[str, Any]:
+            return {**_config(d.strategy, list(d.variants), d.sticky_header), "features": refs}
+
+        return self._change(name, "features", compute)
 
     def rollback(self, name: str, steps: int = 1) -> Deployment:
         """Bring back the configuration before the current one, as a new revision.

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from loopml.registry.signature import Signature
 
-__all__ = ["FORMATS", "Input", "InputSpec", "encode", "parse_invocation", "parse_v2"]
+__all__ = ["FORMATS", "Input", "InputSpec", "encode", "parse_invocation", "parse_v2", "read_rows", "to_input"]
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _NUMERIC = {"float", "integer", "boolean"}
@@ -325,15 +325,23 @@ def parse_invocation(body: bytes, content_type: str | None, spec: InputSpec | No
         InvalidInputError: malformed JSON/CSV, an unknown body shape, an empty batch, too many rows.
         SignatureMismatchError: the rows do not fit the signature (every problem listed).
     """
-    ctype = (content_type or "application/json").split(";", 1)[0].strip().lower()
-    cols: list[str] | None
-    if ctype in ("text/csv", "application/csv"):
-        cols, rows = _csv_rows(body)
-    elif ctype in ("application/json", "application/json; format=pandas-split", "") or ctype.endswith("+json"):
-        cols, rows = _body_rows(_loads(body))
-    else:
-        raise InvalidInputError(f"content type {ctype!r} is not supported; send application/json or text/csv")
+    cols, rows = read_rows(body, content_type)
     return to_input(spec, signature, cols, rows, model=model, max_rows=max_rows)
+
+
+def read_rows(body: bytes, content_type: str | None) -> tuple[list[str] | None, list[Any]]:
+    """Column names (None: the rows are records, or rows in signature order) and rows of a
+    ``POST /invocations`` body, not yet checked against a model.
+
+    Raises:
+        InvalidInputError: malformed JSON/CSV, an unknown body shape or content type.
+    """
+    ctype = (content_type or "application/json").split(";", 1)[0].strip().lower()
+    if ctype in ("text/csv", "application/csv"):
+        return _csv_rows(body)
+    if ctype in ("application/json", "") or ctype.endswith("+json"):
+        return _body_rows(_loads(body))
+    raise InvalidInputError(f"content type {ctype!r} is not supported; send application/json or text/csv")
 
 
 _V2_NUMERIC = {"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8", "BOOL"}
