@@ -163,6 +163,20 @@ def weight(
 
 
 @app.command()
+def features(
+    ctx: typer.Context,
+    name: NameArg,
+    refs: Annotated[list[str] | None, typer.Argument(metavar="VIEW:FEATURE...",
+                                                     help="Online features to fetch for each request "
+                                                          "(view:feature or view:*); none clears the list.")] = None,
+) -> None:
+    """Enrich requests from the online feature store: clients send entity keys, the server adds these features."""
+    svc = _service(ctx)
+    before = svc.revision(name)
+    _print_change(svc.set_features(name, refs or []), before, "features")
+
+
+@app.command()
 def shadow(ctx: typer.Context, name: NameArg, model_uri: ModelArg) -> None:
     """Give MODEL_URI a copy of every request; its answers are logged, never returned.
 

@@ -386,6 +386,25 @@ def _blobs(settings: Settings | None) -> BlobStore:
     return get_backend(settings).blobs
 
 
+_EMPTY: dict[str, dict[str, str]] = {  # the columns of a stream with no file yet
+    "predictions": {"request_id": "string", "row": "int32", "ts": "ts", "prediction": "float64"},
+    "feedback": {"request_id": "string", "row": "int32", "ts": "ts", "label": "float64"},
+    "errors": {"request_id": "string", "ts": "ts", "endpoint": "string", "status": "int16", "error_code": "string",
+               "latency_ms": "float64"},
+}
+
+
+def _stream(kind: str, deployment: str, since_ms: int | None, until_ms: int | None,
+            settings: Settings | None) -> pa.Table:
+    import pyarrow as pa
+
+    table = _read(_blobs(settings), f"{kind}/{_safe(deployment)}", since_ms, until_ms)
+    if table is not None:
+        return table
+    types = {"ts": pa.timestamp("ms", tz="UTC")}
+    return pa.table({name: pa.array([], types.get(t) or pa.type_for_alias(t)) for name, t in _EMPTY[kind].items()})
+
+
 def read_predictions(deployment: str, *, since_ms: int | None = None, until_ms: int | None = None,
                      settings: Settings | None = None) -> pa.Table:
     """The logged predictions of ``deployment`` (optionally within ``[since_ms, until_ms)``), oldest first.
@@ -394,39 +413,19 @@ def read_predictions(deployment: str, *, since_ms: int | None = None, until_ms: 
     ``inputs.<column>`` reach the features. Files of different model versions are
     merged by column name.
     """
-    import pyarrow as pa
-
-    table = _read(_blobs(settings), f"predictions/{_safe(deployment)}", since_ms, until_ms)
-    if table is None:
-        return pa.table({"request_id": pa.array([], pa.string()), "row": pa.array([], pa.int32()),
-                         "ts": pa.array([], pa.timestamp("ms", tz="UTC")), "prediction": pa.array([], pa.float64())})
-    return table
+    return _stream("predictions", deployment, since_ms, until_ms, settings)
 
 
 def read_feedback(deployment: str, *, since_ms: int | None = None, until_ms: int | None = None,
                   settings: Settings | None = None) -> pa.Table:
     """The feedback labels received for ``deployment``'s requests, oldest first."""
-    import pyarrow as pa
-
-    table = _read(_blobs(settings), f"feedback/{_safe(deployment)}", since_ms, until_ms)
-    if table is None:
-        return pa.table({"request_id": pa.array([], pa.string()), "row": pa.array([], pa.int32()),
-                         "ts": pa.array([], pa.timestamp("ms", tz="UTC")), "label": pa.array([], pa.float64())})
-    return table
+    return _stream("feedback", deployment, since_ms, until_ms, settings)
 
 
 def read_errors(deployment: str, *, since_ms: int | None = None, until_ms: int | None = None,
                 settings: Settings | None = None) -> pa.Table:
     """The requests of ``deployment`` answered with an error (status, error code, latency), oldest first."""
-    import pyarrow as pa
-
-    table = _read(_blobs(settings), f"errors/{_safe(deployment)}", since_ms, until_ms)
-    if table is None:
-        return pa.table({"request_id": pa.array([], pa.string()),
-                         "ts": pa.array([], pa.timestamp("ms", tz="UTC")), "endpoint": pa.array([], pa.string()),
-                         "status": pa.array([], pa.int16()), "error_code": pa.array([], pa.string()),
-                         "latency_ms": pa.array([], pa.float64())})
-    return table
+    return _stream("errors", deployment, since_ms, until_ms, settings)
 
 
 def read_scored(deployment: str, *, since_ms: int | None = None, until_ms: int | None = None,
