@@ -33,6 +33,10 @@ def serve(
     schema: Annotated[Path | None, typer.Option("--schema", help="Also refuse requests that break this data "
                                                 "schema (YAML from `loopml data infer-schema`): ranges, categories, nulls.",
                                                 exists=True, dir_okay=False)] = None,
+    features: Annotated[list[str] | None, typer.Option("--features", help="Add these online features "
+                                                       "(view:feature or view:*) to requests that carry entity keys; "
+                                                       "a deployment declares its own with `loopml deploy features`.")
+                        ] = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not write the prediction log.")] = False,
     flush_interval: Annotated[float, typer.Option(help="Seconds between prediction-log writes (the most a crash "
                                                        "can lose).")] = 1.0,
@@ -53,7 +57,8 @@ def serve(
                            batch=BatchConfig(max_batch_rows=max_batch, max_wait_ms=batch_wait_ms,
                                              enabled=not no_batching),
                            log_predictions=not no_log, flush_interval=flush_interval,
-                           data_schema=Schema.load(schema) if schema is not None else None)
+                           data_schema=Schema.load(schema) if schema is not None else None,
+                           features=tuple(features or ()))
     run_server(get_settings(ctx), model_uri=model_uri, deployment=deployment, host=host, port=port, options=options,
                announce=_announce)
 

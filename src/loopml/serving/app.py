@@ -34,7 +34,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +48,9 @@ from loopml.config import Settings
 from loopml.core import now_ms
 from loopml.errors import HTTP_STATUS, InvalidInputError, LoopmlError, NotFoundError
 from loopml.serving.batching import BatchConfig, MicroBatcher
+from loopml.serving.enrich import FeatureEnricher
 from loopml.serving.metrics import CONTENT_TYPE, ServingMetrics
-from loopml.serving.payload import Input, encode, parse_invocation, parse_v2, prediction_list
+from loopml.serving.payload import Input, encode, parse_invocation, parse_v2, prediction_list, read_rows
 from loopml.serving.predictor import ServedModel
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ class ServeOptions:
         poll_interval: seconds between checks for deployment changes.
         data_schema: also refuse requests whose values break this data schema (ranges,
             categories, nulls); see :mod:`loopml.serving.gate`.
+        features: online features (``view:feature``) to add to requests that carry entity keys
+            (a deployment declares its own with ``loopml deploy features``).
     """
 
     open_mode: bool = False
@@ -91,6 +94,7 @@ class ServeOptions:
     flush_interval: float = 1.0
     poll_interval: float = 0.25
     data_schema: Schema | None = None
+    features: tuple[str, ...] = ()
 
 
 class _Http(Exception):
@@ -122,6 +126,7 @@ class _Router:
     standby: tuple[_Served, ...]
     sticky_header: str | None
     source: str  # a deployment name, or the model URI served
+    enricher: FeatureEnricher | None = None
 
     def pick(self, headers: Mapping[str, str], request_id: str) -> _Served:
         if len(self.live) == 1:
@@ -189,7 +194,7 @@ class ServingState:
         return _Served(variant_name, role, weight, cached.model, cached.batcher)
 
     def _router_for(self, name: str, revision: int, variants: list[tuple[str, str, float, str, int]],
-                    sticky_header: str | None, source: str) -> _Router:
+                    sticky_header: str | None, source: str, features: Sequence[str] = ()) -> _Router:
         served = [self._served(*v) for v in variants]
         live = tuple(s for s in served if s.role == "live")
         if not live:
@@ -203,11 +208,12 @@ class ServingState:
         return _Router(name=name, revision=revision, live=live, cumulative=tuple(cumulative),
                        shadows=tuple(s for s in served if s.role == "shadow"),
                        standby=tuple(s for s in served if s.role == "standby"),
-                       sticky_header=sticky_header, source=source)
+                       sticky_header=sticky_header, source=source,
+                       enricher=FeatureEnricher(self.settings, features) if features else None)
 
     def _from_deployment(self, dep: Deployment) -> _Router:
         variants = [(v.name, v.role, float(v.weight), v.model, int(v.version)) for v in dep.variants]
-        return self._router_for(dep.name, dep.revision, variants, dep.sticky_header, dep.name)
+        return self._router_for(dep.name, dep.revision, variants, dep.sticky_header, dep.name, dep.features)
 
     def _from_uri(self) -> _Router:
         from loopml.registry import get_registry
@@ -215,7 +221,7 @@ class ServingState:
         assert self.model_uri is not None
         mv = get_registry(self.settings).resolve(self.model_uri)
         return self._router_for(mv.name, mv.version, [("primary", "live", 100.0, mv.name, mv.version)], None,
-                                self.model_uri)
+                                self.model_uri, self.options.features)
 
     def load(self) -> _Router:
         """Build the router for the current configuration (loads models; blocking)."""
@@ -604,11 +610,15 @@ def create_app(state: ServingState) -> Starlette:
             served = router.pick(request.headers, request_id)
             ctype = request.headers.get("content-type")
             sm = served.model
-            x = parse_invocation(body, ctype, sm.spec, sm.signature, model=sm.uri, max_rows=opts.max_rows)
+            if router.enricher is not None:
+                cols, rows = read_rows(body, ctype)
+                x = router.enricher.enrich(cols, rows, sm.spec, sm.signature, model=sm.uri, max_rows=opts.max_rows)
+            else:
+                x = parse_invocation(body, ctype, sm.spec, sm.signature, model=sm.uri, max_rows=opts.max_rows)
             y = await predict(router, served, x, request_id, started)
             if router.shadows:
                 def parse(m: ServedModel) -> Input:
-                    if m.spec == sm.spec:
+                    if m.spec == sm.spec or router.enricher is not None:
                         return x
                     return parse_invocation(body, ctype, m.spec, m.signature, model=m.uri, max_rows=opts.max_rows)
 
