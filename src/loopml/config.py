@@ -55,6 +55,7 @@ ENV_VARS: dict[str, EnvVar] = {
         EnvVar("LOOPML_S3_ENDPOINT_URL", str, None, "Endpoint of an S3-compatible store (MinIO, Ceph, ...).", "s3_endpoint_url"),
         EnvVar("LOOPML_PIPELINE_MODULES", str, None, "Comma-separated modules (or .py files) that define the project's pipelines.", "pipeline_modules"),
         EnvVar("LOOPML_RAY_ADDRESS", str, None, "Ray cluster for executor='ray' (e.g. ray://head:10001 or auto; default: a local Ray started on demand).", "ray_address"),
+        EnvVar("LOOPML_FEATURES_ONLINE_STORE", str, "sqlite", "Online feature store: sqlite (a file .loopml/online.db) or redis://host:port/db.", "features_online_store"),
         EnvVar("LOOPML_USER", str, None, "User name recorded on runs and audit entries (default: the OS user).", "user"),
         EnvVar("LOOPML_REQUIRE_SERVICES", bool, False, "Tests: fail instead of skip when PostgreSQL/Redis/Chromium are missing."),
     ]
@@ -86,6 +87,8 @@ class Settings:
         metric_buffer_size: buffered points that trigger an immediate flush.
         s3_endpoint_url: endpoint of an S3-compatible store, if not AWS.
         user: user recorded on runs.
+        features_online_store: online feature store, ``sqlite`` (``.loopml/online.db``),
+            ``sqlite:///path.db`` or ``redis://host:port/db``.
     """
 
     project_dir: Path
@@ -97,6 +100,7 @@ class Settings:
     user: str | None = None
     pipeline_modules: tuple[str, ...] = ()
     ray_address: str | None = None
+    features_online_store: str = "sqlite"
 
     @classmethod
     def for_dir(cls, project_dir: str | os.PathLike[str], **overrides: Any) -> Settings:
@@ -119,6 +123,7 @@ _FIELD_TYPES: dict[str, type] = {
     "user": str,
     "pipeline_modules": list,
     "ray_address": str,
+    "features_online_store": str,
 }
 
 _FILE_KEYS = {
@@ -131,6 +136,7 @@ _FILE_KEYS = {
     ("project", "user"): "user",
     ("pipelines", "modules"): "pipeline_modules",
     ("pipelines", "ray_address"): "ray_address",
+    ("features", "online_store"): "features_online_store",
 }
 
 
@@ -230,6 +236,7 @@ def load_settings(project_dir: str | os.PathLike[str] | None = None, **overrides
         "user": None,
         "pipeline_modules": (),
         "ray_address": None,
+        "features_online_store": "sqlite",
     }
     cfg = d / CONFIG_FILE
     if cfg.is_file():
@@ -274,6 +281,11 @@ artifact_root = ".loopml/artifacts"               # LOOPML_ARTIFACT_ROOT
 # Ray cluster used by executor="ray" ("auto", "ray://head:10001"); unset
 # starts a local Ray on the first such run.
 # ray_address = "auto"                            # LOOPML_RAY_ADDRESS
+
+[features]
+# Online store that `loopml features materialize` writes and serving reads:
+# "sqlite" (a file .loopml/online.db) or "redis://host:6379/0" for a team.
+# online_store = "sqlite"                         # LOOPML_FEATURES_ONLINE_STORE
 
 [tracking]
 # Metric points are buffered and written in batches: at most this many

@@ -11,7 +11,21 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import batch, data, deploy, keys, lineage, models, monitor, pipeline, project, runs, schedule, serve
+from loopml.cli import (
+    batch,
+    data,
+    deploy,
+    features,
+    keys,
+    lineage,
+    models,
+    monitor,
+    pipeline,
+    project,
+    runs,
+    schedule,
+    serve,
+)
 from loopml.cli._state import CliState, LoopmlGroup, get_state
 
 __all__ = ["app", "main"]
@@ -38,6 +52,7 @@ app.add_typer(deploy.app, name="deploy")
 app.add_typer(keys.app, name="keys")
 app.command("batch")(batch.batch)
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(features.app, name="features")
 
 
 @app.callback()

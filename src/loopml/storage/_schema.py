@@ -440,3 +440,27 @@ alerts = Table(
     Index("uq_alerts_one_firing", "rule", "deployment", unique=True,
           sqlite_where=text("state = 'firing'"), postgresql_where=text("state = 'firing'")),
 )
+
+feature_definitions = Table(
+    "feature_definitions",
+    metadata,
+    Column("kind", String(16), primary_key=True),  # entity | view | on_demand
+    Column("name", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),  # sha256 of the canonical definition; equal digest -> same version
+    Column("spec", JSON, nullable=False),  # the whole definition (see loopml.features.models)
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=True),
+)
+
+feature_materializations = Table(
+    "feature_materializations",
+    metadata,
+    Column("view", String(256), primary_key=True),
+    Column("store", String(512), primary_key=True),  # identity of the online store written to
+    Column("view_version", Integer, nullable=False),
+    Column("watermark_us", BigInteger, nullable=True),  # newest event time processed (microseconds since the epoch)
+    Column("end_us", BigInteger, nullable=False),  # the `end` of the last materialization
+    Column("state", JSON, nullable=False),  # source fingerprint, token shared with the online store, counts
+    Column("updated_at", BigInteger, nullable=False),
+)

@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["HEAD_REVISION", "KNOWN_REVISIONS", "SqlMetadataStore"]
 
 #: Revisions this version of loopml can read, oldest first; the last is head.
-KNOWN_REVISIONS: tuple[str, ...] = ("0001_initial", "0002_datasets", "0003_pipelines", "0004_serving", "0005_monitoring")
+KNOWN_REVISIONS: tuple[str, ...] = ("0001_initial", "0002_datasets", "0003_pipelines", "0004_serving", "0005_monitoring",
+                                      "0006_features")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 _MIGRATIONS_DIR = Path(__file__).with_name("migrations")
