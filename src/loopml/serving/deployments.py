@@ -558,8 +558,9 @@ class DeploymentService:
         """
         refs = list(features)
         for ref in refs:
-            if not isinstance(ref, str) or ref.count(":") != 1 or not all(ref.split(":")):
-                raise InvalidInputError(f"feature {ref!r} must be written view:feature (or view:*)", feature=ref)
+            if not isinstance(ref, str) or ref.count(":") > 1 or not all(ref.split(":")):
+                raise InvalidInputError(f"feature {ref!r} must be written view:feature, view:* or the name of an "
+                                        "on-demand feature", feature=ref)
         if len(set(refs)) != len(refs):
             raise InvalidInputError(f"features repeat: {sorted({r for r in refs if refs.count(r) > 1})}")
 

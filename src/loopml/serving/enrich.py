@@ -33,8 +33,14 @@ class FeatureEnricher:
         self.store = get_feature_store(settings)
         self.refs = tuple(refs)
         keys: list[str] = []
+        views: list[str] = []
         for ref in self.refs:
-            view = self.store.get_view(ref.split(":", 1)[0])
+            if ":" in ref:
+                views.append(ref.split(":", 1)[0].split("@", 1)[0])
+            else:  # an on-demand feature: the views it reads
+                views += [i.split(":", 1)[0].split("@", 1)[0] for i in self.store.get_on_demand(ref).inputs if ":" in i]
+        for name in dict.fromkeys(views):
+            view = self.store.get_view(name)
             for entity in view.entities:
                 for key in self.store.get_entity(entity).join_keys:
                     if key not in keys:
