@@ -117,3 +117,15 @@ def print_failure(console: Any, what: str, rc: int, log: Path) -> None:
     tail = log.read_text(errors="replace").splitlines()[-40:]
     console.print(f"[bold red]{what} failed (exit {rc}); last lines of {log}:[/]")
     console.print("\n".join(tail), markup=False, highlight=False)
+
+
+def make_console() -> Any:
+    """A Rich console; 180 columns wide when the output is not a terminal (a log file, CI)."""
+    import os
+
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=180)
+    return console

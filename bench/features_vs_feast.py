@@ -64,6 +64,7 @@ from _common import (  # bench/ is on sys.path when a script runs
     ensure_peer_venv,
     fmt_time,
     machine_load,
+    make_console,
     print_failure,
     run_child,
     venv_python,
@@ -678,7 +679,7 @@ def loopml_status() -> str | None:
 
 def parent_main(args: argparse.Namespace) -> int:
     try:
-        from rich.console import Console
+        from rich.console import Console  # noqa: F401 - rich must be there: the script prints with it
         from rich.markup import escape
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Table
@@ -686,9 +687,7 @@ def parent_main(args: argparse.Namespace) -> int:
         print("rich is missing: run this with the loopml venv, e.g. `.venv/bin/python bench/features_vs_feast.py`",
               file=sys.stderr)
         return 2
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(highlight=False, width=180)
+    console = make_console()
     probe = subprocess.run([sys.executable, "-c", "import loopml, duckdb, numpy, pandas, pyarrow"],
                            capture_output=True, text=True, env=side_env())
     if probe.returncode != 0:
