@@ -264,10 +264,9 @@ def _performance(preds: pa.Table, labels: pa.Table, ref: FittedReference, baseli
         result.points.append(MetricPoint("performance.labelled", 0.0))
         summary["note"] = "no feedback labels for this window yet"
         return
-    latest = labels.group_by(["request_id", "row"], use_threads=False).aggregate([("label", "last")]) \
-        .rename_columns(["request_id", "row", "label"])
-    keys = preds.select(["request_id", "row"]).append_column("__at", pa.array(np.arange(preds.num_rows)))
-    joined = keys.join(latest, keys=["request_id", "row"], join_type="inner").sort_by("__at")
+    from loopml.serving.predlog import match_labels
+
+    joined = match_labels(preds, labels, join_type="inner")
     n = joined.num_rows
     result.points.append(MetricPoint("performance.labelled", float(n)))
     summary["labelled"] = n

@@ -224,13 +224,8 @@ class ServingState:
                                 self.model_uri, self.options.features)
 
     def load(self) -> _Router:
-        """Build the router for the current configuration (loads models; blocking)."""
-        if self.deployment is not None:
-            from loopml.serving.deployments import get_deployments
-
-            router = self._from_deployment(get_deployments(self.settings).get(self.deployment))
-        else:
-            router = self._from_uri()
+        """Build and install the router for the current configuration (loads models; blocking)."""
+        router = self._build()
         self._install(router)
         return router
 
@@ -272,6 +267,7 @@ class ServingState:
         return True
 
     def _build(self) -> _Router:
+        """The router for the current configuration (a deployment's, or the model URI's)."""
         if self.deployment is not None:
             from loopml.serving.deployments import get_deployments
 
@@ -492,16 +488,6 @@ _ADMIN_SCHEMA = {
 _LOGGED_ERRORS = ("invocations", "v2_infer")
 
 
-def _code_of(response: Response) -> str:
-    import orjson
-
-    try:
-        code = orjson.loads(bytes(response.body)).get("error_code")
-    except (orjson.JSONDecodeError, AttributeError):
-        return "UNKNOWN"
-    return code if isinstance(code, str) else "UNKNOWN"
-
-
 _ADMIN_ACTIONS = ("update", "canary", "weight", "shadow", "stage", "switch", "promote", "remove-challenger",
                   "rollback")
 
@@ -553,22 +539,23 @@ def create_app(state: ServingState) -> Starlette:
         deployment = router.name if router is not None else (state.deployment or "-")
         state._in_flight += 1
         metrics.in_flight.inc()
+        error_code: str | None = None
         try:
             if role is not None:
                 state.authorize(request, role)
             response = await handler(request_id)
         except _Http as e:
+            error_code = e.code
             response = _error(e.status, e.code, e.message, request_id)
-            metrics.errors.labels(deployment, endpoint, e.code).inc()
         except LoopmlError as e:
             extra = {"problems": e.details["problems"]} if isinstance(e.details.get("problems"), list) else None
+            error_code = e.code
             response = _error(_status_of(e), e.code, e.message, request_id, extra)
-            metrics.errors.labels(deployment, endpoint, e.code).inc()
         except Exception as e:  # a bug: say so without a traceback, log it with one
             logger.exception("request %s to %s failed", request_id, endpoint)
-            response = _error(500, "INTERNAL_ERROR", f"internal error ({type(e).__name__}); request id {request_id}",
+            error_code = "INTERNAL_ERROR"
+            response = _error(500, error_code, f"internal error ({type(e).__name__}); request id {request_id}",
                               request_id)
-            metrics.errors.labels(deployment, endpoint, "INTERNAL_ERROR").inc()
         finally:
             state._in_flight -= 1
             metrics.in_flight.dec()
@@ -576,9 +563,11 @@ def create_app(state: ServingState) -> Starlette:
         status = response.status_code
         metrics.requests.labels(deployment, endpoint, str(status)).inc()
         metrics.latency.labels(deployment, endpoint).observe(elapsed)
-        if status >= 400 and endpoint in _LOGGED_ERRORS and state.predlog is not None and status not in (401, 403):
-            state.predlog.error(deployment=deployment, request_id=request_id, ts_ms=now_ms(), endpoint=endpoint,
-                                status=status, error_code=_code_of(response), latency_ms=elapsed * 1000)
+        if error_code is not None:
+            metrics.errors.labels(deployment, endpoint, error_code).inc()
+            if endpoint in _LOGGED_ERRORS and state.predlog is not None and status not in (401, 403):
+                state.predlog.error(deployment=deployment, request_id=request_id, ts_ms=now_ms(), endpoint=endpoint,
+                                    status=status, error_code=error_code, latency_ms=elapsed * 1000)
         return response
 
     async def predict(router: _Router, served: _Served, x: Input, request_id: str, started: float) -> np.ndarray:

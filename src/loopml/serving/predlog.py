@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from loopml.config import Settings
     from loopml.storage.base import BlobStore
 
-__all__ = ["PredictionLog", "read_errors", "read_feedback", "read_predictions", "read_scored"]
+__all__ = ["PredictionLog", "match_labels", "read_errors", "read_feedback", "read_predictions", "read_scored"]
 
 logger = logging.getLogger(__name__)
 
@@ -428,6 +428,23 @@ def read_errors(deployment: str, *, since_ms: int | None = None, until_ms: int |
     return _stream("errors", deployment, since_ms, until_ms, settings)
 
 
+def match_labels(preds: pa.Table, labels: pa.Table, *, join_type: str = "left outer") -> pa.Table:
+    """``__at`` (the position of a prediction row) and ``label`` for the prediction rows that have a
+    label (``"inner"``) or for every row (``"left outer"``, null when unlabelled), in prediction order.
+    The newest label per (request, row) wins."""
+    import numpy as np
+    import pyarrow as pa
+
+    labels = labels.select(["request_id", "row", "label"])
+    if labels.num_rows:
+        labels = labels.group_by(["request_id", "row"], use_threads=False).aggregate([("label", "last")]) \
+            .rename_columns(["request_id", "row", "label"])
+    # join on the keys alone (Arrow cannot carry the struct of inputs through a join), then put
+    # the labels back in the predictions' order
+    keys = preds.select(["request_id", "row"]).append_column("__at", pa.array(np.arange(preds.num_rows)))
+    return keys.join(labels, keys=["request_id", "row"], join_type=join_type).sort_by("__at")
+
+
 def read_scored(deployment: str, *, since_ms: int | None = None, until_ms: int | None = None,
                 settings: Settings | None = None) -> pa.Table:
     """Live predictions joined with their feedback labels (rows without a label have ``label`` null)."""
@@ -436,16 +453,6 @@ def read_scored(deployment: str, *, since_ms: int | None = None, until_ms: int |
     preds = read_predictions(deployment, since_ms=since_ms, until_ms=until_ms, settings=settings)
     if "role" in preds.column_names:
         preds = preds.filter(pc.equal(preds["role"], "live"))
-    import numpy as np
-    import pyarrow as pa
-
-    labels = read_feedback(deployment, settings=settings).select(["request_id", "row", "label"])
-    if labels.num_rows:
-        # the newest label per (request, row) wins
-        labels = labels.group_by(["request_id", "row"], use_threads=False).aggregate([("label", "last")]) \
-            .rename_columns(["request_id", "row", "label"])
-    # join on the keys alone (Arrow cannot carry the struct of inputs through a join), then put
-    # the labels back in the predictions' order
-    keys = preds.select(["request_id", "row"]).append_column("__at", pa.array(np.arange(preds.num_rows)))
-    matched = keys.join(labels, keys=["request_id", "row"], join_type="left outer").sort_by("__at")
+    labels = read_feedback(deployment, settings=settings)
+    matched = match_labels(preds, labels, join_type="left outer")
     return preds.append_column("label", matched["label"])
