@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -198,45 +198,30 @@ class PredictionLog:
                 self._rows = 0
             if not preds and not fbs and not errs:
                 return 0
-            written = 0
-            groups: dict[tuple[str, str, int, str, tuple[str, ...], str, bool], list[_Prediction]] = defaultdict(list)
+            # one part file per stream, deployment and day (and, for predictions, per model version and
+            # input layout, so each file has one schema)
+            groups: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
             for p in preds:
-                groups[(p.deployment, p.model, p.version, p.variant, p.x.columns, _day(p.ts_ms),
-                        p.x.array is not None)].append(p)
-            fb_groups: dict[tuple[str, str], list[_Feedback]] = defaultdict(list)
+                groups[("predictions", p.deployment, _day(p.ts_ms), f"-{_safe(p.model)}-v{p.version}", p.variant,
+                        p.x.columns, p.x.array is not None)].append(p)
             for f in fbs:
-                fb_groups[(f.deployment, _day(f.ts_ms))].append(f)
-            err_groups: dict[tuple[str, str], list[_Error]] = defaultdict(list)
+                groups[("feedback", f.deployment, _day(f.ts_ms), "")].append(f)
             for e in errs:
-                err_groups[(e.deployment, _day(e.ts_ms))].append(e)
-            pending_p = list(groups.items())
-            pending_f = list(fb_groups.items())
-            pending_e = list(err_groups.items())
+                groups[("errors", e.deployment, _day(e.ts_ms), "")].append(e)
+            parts = list(groups.items())
+            written = done = 0
             try:
-                while pending_p:
-                    (dep, model, version, _variant, _cols, day, _arr), items = pending_p[0]
-                    key = (f"predictions/{_safe(dep)}/date={day}/part-{int(time.time() * 1000)}-{_safe(model)}"
-                           f"-v{version}-{uuid.uuid4().hex[:8]}.parquet")
-                    rows = self._write(key, _prediction_table(items))
-                    pending_p.pop(0)
-                    written += rows
-                while pending_f:
-                    (dep, day), fitems = pending_f[0]
-                    key = f"feedback/{_safe(dep)}/date={day}/part-{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}.parquet"
-                    rows = self._write(key, _feedback_table(fitems))
-                    pending_f.pop(0)
-                    written += rows
-                while pending_e:
-                    (dep, day), eitems = pending_e[0]
-                    key = f"errors/{_safe(dep)}/date={day}/part-{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}.parquet"
-                    rows = self._write(key, _error_table(eitems))
-                    pending_e.pop(0)
-                    written += rows
+                for (stream, dep, day, tag, *_), items in parts:
+                    key = (f"{stream}/{_safe(dep)}/date={day}/part-{int(time.time() * 1000)}{tag}"
+                           f"-{uuid.uuid4().hex[:8]}.parquet")
+                    written += self._write(key, _TABLES[stream](items))
+                    done += 1
             finally:
+                left = parts[done:]
+                back_p = [x for (stream, *_), items in left if stream == "predictions" for x in items]
+                back_f = [x for (stream, *_), items in left if stream == "feedback" for x in items]
+                back_e = [x for (stream, *_), items in left if stream == "errors" for x in items]
                 with self._lock:  # what was not written goes back, ahead of newer rows
-                    back_p = [p for _, items in pending_p for p in items]
-                    back_f = [f for _, items in pending_f for f in items]
-                    back_e = [e for _, items in pending_e for e in items]
                     self._predictions[:0] = back_p
                     self._feedback[:0] = back_f
                     self._errors[:0] = back_e
@@ -327,6 +312,11 @@ def _error_table(items: list[_Error]) -> pa.Table:
         "error_code": pa.array([e.error_code for e in items], type=pa.string()),
         "latency_ms": pa.array([e.latency_ms for e in items], type=pa.float64()),
     })
+
+
+_TABLES: dict[str, Callable[[list[Any]], pa.Table]] = {
+    "predictions": _prediction_table, "feedback": _feedback_table, "errors": _error_table,
+}
 
 
 # -- reading ---------------------------------------------------------------------------
